@@ -1,0 +1,1 @@
+//! Harness for the workspace-level suites (being written).
