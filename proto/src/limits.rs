@@ -64,8 +64,9 @@ impl Default for Limits {
 }
 
 impl Limits {
-    /// The most messages an MPUB body within `max_body_size` can hold.
+    /// The most messages an MPUB body within `max_body_size` can hold: upstream's
+    /// `(maxBodySize - 4) / 5` (`readMPUB`), the 4 being the count itself.
     pub fn max_mpub_count(&self) -> u32 {
-        self.max_body_size / MPUB_MIN_MESSAGE_BYTES
+        self.max_body_size.saturating_sub(4) / MPUB_MIN_MESSAGE_BYTES
     }
 }

@@ -31,11 +31,16 @@ pub struct MessageId(pub [u8; MESSAGE_ID_LEN]);
 impl MessageId {
     /// The id of a 64-bit guid, as upstream's `guid.Hex()`: 16 lowercase hex digits.
     pub fn from_u64(value: u64) -> MessageId {
-        const HEX: &[u8; 16] = b"0123456789abcdef";
+        fn hex_digit(nibble: u8) -> u8 {
+            if nibble < 10 {
+                b'0' + nibble
+            } else {
+                b'a' + (nibble - 10)
+            }
+        }
         let mut out = [0u8; MESSAGE_ID_LEN];
-        for (i, byte) in value.to_be_bytes().iter().enumerate() {
-            out[2 * i] = HEX[usize::from(byte >> 4)];
-            out[2 * i + 1] = HEX[usize::from(byte & 0x0f)];
+        for (pair, byte) in out.chunks_exact_mut(2).zip(value.to_be_bytes()) {
+            pair.copy_from_slice(&[hex_digit(byte >> 4), hex_digit(byte & 0x0f)]);
         }
         MessageId(out)
     }
@@ -49,11 +54,12 @@ impl MessageId {
     /// Takes an id from exactly 16 bytes.
     ///
     /// # Errors
-    /// `E_INVALID` when the slice is not 16 bytes long (upstream's text for FIN/REQ/TOUCH).
+    /// `E_INVALID invalid message ID` when the slice is not 16 bytes long: v1.3.0's text for
+    /// FIN/REQ/TOUCH (golden `fin_bad_id_length`; older releases capitalised it).
     pub fn from_slice(bytes: &[u8]) -> Result<MessageId, ProtoError> {
         let array: [u8; MESSAGE_ID_LEN] = bytes
             .try_into()
-            .map_err(|_| ProtoError::new(ErrorCode::Invalid, "Invalid Message ID"))?;
+            .map_err(|_| ProtoError::new(ErrorCode::Invalid, "invalid message ID"))?;
         Ok(MessageId(array))
     }
 
@@ -177,7 +183,7 @@ impl IdGenerator {
                 self.last_tick += 1;
             }
         }
-        let since_epoch = (self.last_tick - (GUID_EPOCH_MS * 1_000_000 >> 20)).max(0) as u64;
+        let since_epoch = (self.last_tick - ((GUID_EPOCH_MS * 1_000_000) >> 20)).max(0) as u64;
         (since_epoch << (NODE_ID_BITS + SEQUENCE_BITS))
             | (self.node_id << SEQUENCE_BITS)
             | self.sequence
