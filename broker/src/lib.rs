@@ -1,1 +1,55 @@
-//! placeholder
+//! `sluiced`: an NSQ-compatible broker, thread-per-core.
+//!
+//! Topics are sharded onto pinned cores; each core runs one glommio executor that owns its
+//! topics, their channels and its connections outright (see `ARCHITECTURE.md`). [`run`] starts
+//! the shards from [`Options`] and returns when the broker stops; `main.rs` only parses flags.
+#![deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+#![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
+
+pub mod channel;
+pub mod conn;
+pub mod flags;
+pub mod host;
+pub mod http;
+pub mod log;
+pub mod options;
+pub mod runtime;
+pub mod shard;
+pub mod signal;
+pub mod topic;
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+pub use options::{Invocation, Options};
+pub use runtime::{Bound, StartError};
+
+/// Runs the broker until SIGINT or SIGTERM, logging upstream's start-up and shutdown lines.
+///
+/// # Errors
+/// A [`StartError`] when it cannot listen or cannot start its executors.
+pub fn run(opts: Options) -> Result<(), StartError> {
+    log::init(&opts.log_prefix, opts.log_level);
+    tracing::info!("{}", options::VERSION_LINE);
+    tracing::info!("ID: {}", opts.node_id);
+    let control = runtime::control();
+    let watcher = control.clone();
+    std::thread::Builder::new()
+        .name("signals".into())
+        .spawn(move || {
+            use signal_hook::consts::{SIGINT, SIGTERM};
+            if let Ok(mut signals) = signal_hook::iterator::Signals::new([SIGINT, SIGTERM]) {
+                if signals.forever().next().is_some() {
+                    watcher.stop.store(true, Ordering::SeqCst);
+                }
+            }
+        })
+        .map_err(|e| StartError::Executor(format!("cannot start the signal thread: {e}")))?;
+    let opts = Arc::new(opts);
+    runtime::run(opts, control, |bound| {
+        tracing::info!("TCP: listening on {}", bound.tcp);
+        tracing::info!("HTTP: listening on {}", bound.http);
+    })?;
+    tracing::info!("NSQ: bye");
+    Ok(())
+}

@@ -1,0 +1,80 @@
+//! Moving a subscriber's socket to the shard that owns its topic.
+//!
+//! After SUB, deliveries, RDY, FIN, REQ and TOUCH must never cross cores, so the connection
+//! moves: the socket is duplicated (`dup(2)` through `try_clone_to_owned`, which sets CLOEXEC),
+//! the glommio stream is dropped (closing the original descriptor and cancelling its armed
+//! poll), and the duplicate travels over the mesh with the bytes already read and the
+//! negotiated settings; the owner rebuilds a stream on its own reactor. Verified with glommio
+//! 0.9 in ARCHITECTURE.md ("Moving a connection to another shard works").
+//!
+//! This is one of the two places `unsafe` is allowed in the broker (STYLE.md §2).
+
+use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, IntoRawFd, OwnedFd};
+use std::rc::Rc;
+
+use bytes::BytesMut;
+use glommio::net::TcpStream;
+use sluice_proto::v2::Name;
+
+use super::shared::ConnShared;
+use super::SharedStream;
+use crate::shard::mesh::{Handoff, Request};
+use crate::shard::Shard;
+
+/// Rebuilds a stream on the calling shard's reactor from a handed-over socket.
+pub fn into_stream(fd: OwnedFd) -> TcpStream {
+    // SAFETY: `fd` is an owned, open TCP socket (duplicated from an accepted stream); ownership
+    // moves into the new stream, which will close it.
+    unsafe { TcpStream::from_raw_fd(fd.into_raw_fd()) }
+}
+
+/// Sends the connection to shard `to`. The caller has stopped the writer, so the stream is only
+/// referenced here; if the move fails the connection is simply closed.
+pub async fn send(
+    shard: &Shard,
+    to: usize,
+    conn: &Rc<ConnShared>,
+    stream: SharedStream,
+    topic: Name,
+    channel: Name,
+    leftover: BytesMut,
+) {
+    let Ok(cell) = Rc::try_unwrap(stream) else {
+        tracing::error!(
+            "handoff: socket still in use by client({}), closing",
+            conn.remote
+        );
+        return;
+    };
+    let stream = cell.into_inner();
+    // SAFETY: the descriptor belongs to `stream`, which is alive for the whole borrow.
+    let borrowed = unsafe { BorrowedFd::borrow_raw(stream.as_raw_fd()) };
+    let fd = match borrowed.try_clone_to_owned() {
+        Ok(fd) => fd,
+        Err(e) => {
+            tracing::error!("handoff: dup failed for client({}): {e}", conn.remote);
+            return;
+        }
+    };
+    drop(stream);
+    let handoff = Handoff {
+        fd,
+        client_id: conn.client_id,
+        identity: conn.identity.borrow().clone(),
+        identified: conn.identified.get(),
+        topic,
+        channel,
+        leftover,
+    };
+    if shard
+        .mesh
+        .send(to, Request::Handoff(Box::new(handoff)))
+        .await
+        .is_err()
+    {
+        tracing::warn!(
+            "handoff: shard {to} is gone; closing client({})",
+            conn.remote
+        );
+    }
+}

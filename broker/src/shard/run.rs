@@ -1,0 +1,109 @@
+//! A shard's tasks: accepting TCP and HTTP connections, draining the mesh, the timer, and the
+//! orderly stop.
+
+use std::rc::Rc;
+use std::sync::Arc;
+use std::time::Instant;
+
+use futures_lite::future;
+use glommio::channels::shared_channel::ConnectedReceiver;
+use glommio::net::TcpListener;
+
+use super::mesh::{Mesh, MeshEnds, Reply, Request};
+use super::Shard;
+use crate::options::Options;
+use crate::runtime::{stopped, Control};
+
+/// Runs shard `id` until the broker stops.
+pub async fn serve(
+    id: usize,
+    shards: usize,
+    opts: Arc<Options>,
+    control: Arc<Control>,
+    ends: MeshEnds,
+    tcp: TcpListener,
+    http: TcpListener,
+) {
+    let (mesh, inbound) = Mesh::connect(ends).await;
+    let shard = Rc::new(Shard::new(id, shards, opts, mesh));
+    for (from, rx) in inbound.requests {
+        glommio::spawn_local(handle_requests(shard.clone(), from, rx)).detach();
+    }
+    for rx in inbound.replies {
+        glommio::spawn_local(handle_replies(shard.clone(), rx)).detach();
+    }
+    glommio::spawn_local(timer_loop(shard.clone())).detach();
+    glommio::spawn_local(crate::http::serve(shard.clone(), http)).detach();
+    let accept = async {
+        loop {
+            match tcp.accept().await {
+                Ok(stream) => {
+                    glommio::spawn_local(crate::conn::serve(shard.clone(), stream)).detach();
+                }
+                Err(e) => {
+                    tracing::warn!("TCP: accept error - {e}");
+                    glommio::timer::sleep(std::time::Duration::from_millis(10)).await;
+                }
+            }
+        }
+    };
+    future::or(accept, stopped(&control)).await;
+    if id == 0 {
+        if let Ok(addr) = tcp.local_addr() {
+            tracing::info!("TCP: closing {addr}");
+        }
+    }
+}
+
+async fn handle_requests(shard: Rc<Shard>, from: usize, rx: ConnectedReceiver<Request>) {
+    while let Some(request) = rx.recv().await {
+        match request {
+            Request::Publish { token, items } => {
+                let results = shard.publish_local(
+                    items
+                        .into_iter()
+                        .map(|i| (i.topic.as_str().to_owned(), i.bodies, i.defer)),
+                );
+                shard.mesh.reply(from, token, Reply::Publish(results)).await;
+            }
+            Request::Handoff(handoff) => {
+                glommio::spawn_local(crate::conn::resume(shard.clone(), handoff)).detach();
+            }
+            Request::Admin { token, op } => {
+                let result = shard.admin_local(&op);
+                shard.mesh.reply(from, token, Reply::Admin(result)).await;
+            }
+            Request::Stats { token, query } => {
+                let stats = shard.stats_local(&query);
+                shard.mesh.reply(from, token, Reply::Stats(stats)).await;
+            }
+        }
+    }
+}
+
+async fn handle_replies(shard: Rc<Shard>, rx: ConnectedReceiver<(u64, Reply)>) {
+    while let Some((token, reply)) = rx.recv().await {
+        shard.mesh.complete(token, reply);
+    }
+}
+
+async fn timer_loop(shard: Rc<Shard>) {
+    loop {
+        match shard.timer.armed() {
+            Some(deadline) => {
+                let wait = deadline.saturating_duration_since(Instant::now());
+                let sleep = async { glommio::timer::sleep(wait).await };
+                future::or(sleep, shard.timer.wake.wait()).await;
+            }
+            None => shard.timer.wake.wait().await,
+        }
+        let now = Instant::now();
+        if shard.timer.armed().is_some_and(|d| d <= now) {
+            // Deliveries made while handling timeouts note their own deadlines; the scan after
+            // them catches every other channel's.
+            shard.timer.set(None);
+            shard.poll_timeouts(now);
+            shard.timer.note(shard.next_deadline());
+        }
+    }
+}
