@@ -32,7 +32,7 @@ pub fn run(opts: Options) -> Result<(), StartError> {
     log::init(&opts.log_prefix, opts.log_level);
     tracing::info!("{}", options::VERSION_LINE);
     tracing::info!("ID: {}", opts.node_id);
-    let control = runtime::control();
+    let control = runtime::control(&opts);
     let watcher = control.clone();
     std::thread::Builder::new()
         .name("signals".into())

@@ -44,6 +44,8 @@ pub struct Control {
     /// The addresses shard 0 bound, for the other shards to share (SO_REUSEPORT).
     bound: Mutex<Option<Result<Bound, String>>>,
     bound_cv: Condvar,
+    /// `--lookupd-tcp-address` as changed at run time by `PUT /config/nsqlookupd_tcp_addresses`.
+    pub lookupd_tcp_addresses: Mutex<Vec<String>>,
 }
 
 impl Control {
@@ -52,6 +54,11 @@ impl Control {
             *slot = Some(result);
         }
         self.bound_cv.notify_all();
+    }
+
+    /// The addresses every shard listens on (after start-up).
+    pub fn bound(&self) -> Option<Bound> {
+        self.bound.lock().ok()?.as_ref()?.as_ref().ok().copied()
     }
 
     fn wait_bound(&self) -> Result<Bound, String> {
@@ -256,10 +263,11 @@ pub async fn stopped(control: &Control) {
 }
 
 /// A fresh control block.
-pub fn control() -> Arc<Control> {
+pub fn control(opts: &Options) -> Arc<Control> {
     Arc::new(Control {
         stop: AtomicBool::new(false),
         bound: Mutex::new(None),
         bound_cv: Condvar::new(),
+        lookupd_tcp_addresses: Mutex::new(opts.lookupd_tcp_addresses.clone()),
     })
 }

@@ -21,6 +21,7 @@ use sluice_proto::{IdGenerator, Message};
 use crate::channel::{ChannelOptions, ConsumerId, E2eConfig};
 use crate::conn::shared::ConnShared;
 use crate::options::Options;
+use crate::runtime::Control;
 use crate::topic::{Topic, TopicError};
 
 pub use mesh::{Mesh, PublishError};
@@ -73,11 +74,19 @@ pub struct Shard {
     pub timer: Timer,
     /// When the broker started.
     pub started_at: SystemTime,
+    /// Broker-wide state shared by every shard (stop flag, bound addresses, runtime config).
+    pub control: Arc<Control>,
 }
 
 impl Shard {
     /// A shard with no topics.
-    pub fn new(id: usize, count: usize, opts: Arc<Options>, mesh: Mesh) -> Shard {
+    pub fn new(
+        id: usize,
+        count: usize,
+        opts: Arc<Options>,
+        mesh: Mesh,
+        control: Arc<Control>,
+    ) -> Shard {
         Shard {
             id,
             count,
@@ -91,6 +100,7 @@ impl Shard {
             mesh,
             timer: Timer::default(),
             started_at: SystemTime::now(),
+            control,
         }
     }
 

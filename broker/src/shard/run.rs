@@ -25,7 +25,7 @@ pub async fn serve(
     http: TcpListener,
 ) {
     let (mesh, inbound) = Mesh::connect(ends).await;
-    let shard = Rc::new(Shard::new(id, shards, opts, mesh));
+    let shard = Rc::new(Shard::new(id, shards, opts, mesh, control.clone()));
     for (from, rx) in inbound.requests {
         glommio::spawn_local(handle_requests(shard.clone(), from, rx)).detach();
     }
