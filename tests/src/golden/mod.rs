@@ -176,7 +176,9 @@ pub fn replay_http_file(file: &str, daemon_kind: &str) -> Result<Vec<Outcome>, S
             .map_err(|e| format!("setup {e}"))
             .and_then(|()| run_http_line(&daemon, line))
             .map_err(|e| format!("{e}\n  daemon log:\n{}", daemon.log_tail()));
-        let wanted = only.as_ref().map_or(true, |names| names.contains(&line.name));
+        let wanted = only
+            .as_ref()
+            .map_or(true, |names| names.contains(&line.name));
         if wanted {
             outcomes.push(Outcome {
                 name: line.name.clone(),
@@ -194,7 +196,14 @@ pub fn replay_http_file(file: &str, daemon_kind: &str) -> Result<Vec<Outcome>, S
 /// Every difference found, one per line.
 pub fn run_http_line(daemon: &Daemon, line: &HttpLine) -> Result<(), String> {
     let body = decode(line.body.as_deref().unwrap_or_default())?;
-    let request = format!("{} {}", line.method, line.path.as_deref().unwrap_or(""));
+    let request = match line.path.as_deref() {
+        Some(path) => format!("{} {path}", line.method),
+        None => {
+            let first_line = body.split(|&b| b == b'\r' || b == b'\n').next();
+            let first_line = crate::escape::encode_short(first_line.unwrap_or_default(), 80);
+            format!("{} \"{first_line}\"", line.method)
+        }
+    };
     let (status, problems) = if line.method == "RAW" {
         let reply = crate::http::raw_exchange(daemon.http_addr(), &body, HTTP_TIMEOUT)?;
         let status = raw_status(&reply);
@@ -220,10 +229,8 @@ pub fn run_http_line(daemon: &Daemon, line: &HttpLine) -> Result<(), String> {
     };
     let mut problems = problems;
     if status != Some(line.status) {
-        problems.insert(
-            0,
-            format!("status {} expected, got {status:?}", line.status),
-        );
+        let got = status.map_or_else(|| "no status line".to_owned(), |s| s.to_string());
+        problems.insert(0, format!("status {} expected, got {got}", line.status));
     }
     if problems.is_empty() {
         Ok(())
