@@ -16,6 +16,7 @@ pub mod options;
 pub mod runtime;
 pub mod shard;
 pub mod signal;
+pub mod storage;
 pub mod topic;
 
 use std::sync::atomic::Ordering;
