@@ -185,25 +185,44 @@ pub fn run(options: Options) -> Result<(), StartError> {
         .build()
         .map_err(StartError::Runtime)?;
     runtime.block_on(async {
+        // Handlers first: a supervisor may signal as soon as it reads the listening lines.
+        let signals = Signals::install();
         let lookupd = Lookupd::start(options).await?;
-        wait_for_signal().await;
+        signals.wait().await;
         lookupd.shutdown().await;
         Ok(())
     })
 }
 
-/// Waits for SIGINT or SIGTERM. If the handlers cannot be installed, runs until killed.
-async fn wait_for_signal() {
-    use tokio::signal::unix::{signal, SignalKind};
-    let (Ok(mut interrupt), Ok(mut terminate)) = (
-        signal(SignalKind::interrupt()),
-        signal(SignalKind::terminate()),
-    ) else {
-        tracing::warn!("cannot install signal handlers");
-        return std::future::pending().await;
-    };
-    tokio::select! {
-        _ = interrupt.recv() => {}
-        _ = terminate.recv() => {}
+/// SIGINT and SIGTERM handlers.
+struct Signals {
+    interrupt: Option<tokio::signal::unix::Signal>,
+    terminate: Option<tokio::signal::unix::Signal>,
+}
+
+impl Signals {
+    fn install() -> Signals {
+        use tokio::signal::unix::{signal, SignalKind};
+        let signals = Signals {
+            interrupt: signal(SignalKind::interrupt()).ok(),
+            terminate: signal(SignalKind::terminate()).ok(),
+        };
+        if signals.interrupt.is_none() || signals.terminate.is_none() {
+            tracing::warn!("cannot install signal handlers");
+        }
+        signals
+    }
+
+    /// Waits for either signal; without handlers, runs until killed.
+    async fn wait(mut self) {
+        match (&mut self.interrupt, &mut self.terminate) {
+            (Some(interrupt), Some(terminate)) => {
+                tokio::select! {
+                    _ = interrupt.recv() => {}
+                    _ = terminate.recv() => {}
+                }
+            }
+            _ => std::future::pending().await,
+        }
     }
 }
