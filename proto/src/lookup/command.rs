@@ -33,6 +33,20 @@ pub enum LookupCommand {
 }
 
 impl LookupCommand {
+    /// The IDENTIFY a broker sends about itself.
+    ///
+    /// # Examples
+    /// ```
+    /// use sluice_proto::lookup::{IdentifyInfo, LookupCommand};
+    ///
+    /// let info = IdentifyInfo { tcp_port: 4150, http_port: 4151, ..IdentifyInfo::default() };
+    /// let LookupCommand::Identify(body) = LookupCommand::identify(&info) else { unreachable!() };
+    /// assert!(body.starts_with(b"{\"broadcast_address\":"));
+    /// ```
+    pub fn identify(info: &super::IdentifyInfo) -> LookupCommand {
+        LookupCommand::Identify(Bytes::from(info.to_json()))
+    }
+
     /// The verb as sent on the wire (`IDENTIFY`, `REGISTER`, `UNREGISTER`, `PING`).
     pub const fn verb(&self) -> &'static str {
         match self {
