@@ -1,10 +1,13 @@
 //! hyper 1.x's IO traits over a glommio TCP stream (ARCHITECTURE.md, "hyper 1.x HTTP/1.1 runs on
-//! glommio"): no hyper executor, `Rc` state is fine, every call stays on the shard.
+//! glommio"): no hyper executor, `Rc` state is fine, every call stays on the shard. Bytes read
+//! before hyper took over (the first request line, judged by `request_line`) are replayed
+//! first.
 
 use std::io;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
+use bytes::{Buf, Bytes};
 use futures_lite::{AsyncRead, AsyncWrite};
 use glommio::net::TcpStream;
 use hyper::rt::{Read, ReadBufCursor, Write};
@@ -12,14 +15,16 @@ use hyper::rt::{Read, ReadBufCursor, Write};
 /// A glommio stream as hyper sees it.
 pub struct HyperIo {
     stream: TcpStream,
+    prefix: Bytes,
     scratch: Box<[u8]>,
 }
 
 impl HyperIo {
-    /// Wraps an accepted stream.
-    pub fn new(stream: TcpStream) -> HyperIo {
+    /// Wraps an accepted stream from which `prefix` was already read.
+    pub fn new(stream: TcpStream, prefix: Bytes) -> HyperIo {
         HyperIo {
             stream,
+            prefix,
             scratch: vec![0u8; 16 * 1024].into_boxed_slice(),
         }
     }
@@ -32,6 +37,12 @@ impl Read for HyperIo {
         mut buf: ReadBufCursor<'_>,
     ) -> Poll<io::Result<()>> {
         let this = self.get_mut();
+        if !this.prefix.is_empty() {
+            let n = buf.remaining().min(this.prefix.len());
+            buf.put_slice(this.prefix.get(..n).unwrap_or_default());
+            this.prefix.advance(n);
+            return Poll::Ready(Ok(()));
+        }
         let want = buf.remaining().min(this.scratch.len());
         let Some(scratch) = this.scratch.get_mut(..want) else {
             return Poll::Ready(Ok(()));
