@@ -36,8 +36,8 @@ pub fn segment_path(dir: &Path, base: u64) -> PathBuf {
 pub struct TopicSpan {
     /// The topic's incarnation.
     pub incarnation: u64,
-    /// The highest sequence number of the topic in the segment.
-    pub max_seq: u64,
+    /// The highest message id of the topic in the segment.
+    pub max_id: u64,
 }
 
 /// One segment file.
@@ -143,7 +143,7 @@ impl SegmentLog {
         self.poisoned.borrow().clone()
     }
 
-    /// Appends one record for `topic` (messages up to `max_seq`), written by `put`. Returns the
+    /// Appends one record for `topic` (messages up to `span.max_id`), written by `put`. Returns the
     /// position after it: wait for `written` (or `synced` in strict mode) to reach it.
     ///
     /// # Errors
@@ -172,7 +172,7 @@ impl SegmentLog {
         if let Some((_, segment)) = self.segments.borrow_mut().iter_mut().next_back() {
             segment.len += added;
             let entry = segment.topics.entry(topic.to_owned()).or_insert(span);
-            if entry.incarnation != span.incarnation || entry.max_seq < span.max_seq {
+            if entry.incarnation != span.incarnation || entry.max_id < span.max_id {
                 *entry = span;
             }
         }

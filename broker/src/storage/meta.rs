@@ -39,9 +39,9 @@ pub struct TopicState {
     pub incarnation: u64,
     /// Paused.
     pub paused: bool,
-    /// The sequence number of the next message (at the time of saving).
-    pub next_seq: u64,
-    /// Messages kept for a first channel start here (a topic with no channel keeps them).
+    /// The newest message id published (at the time of saving; 0 when none).
+    pub head: u64,
+    /// A topic with no channel keeps its messages for a first channel from this id (0: none).
     pub retain_from: u64,
     /// Its channels.
     pub channels: Vec<ChannelState>,
@@ -55,14 +55,13 @@ pub struct ChannelState {
     pub name: String,
     /// Paused.
     pub paused: bool,
-    /// Every message below this sequence number is done for this channel.
-    pub low: u64,
-    /// Messages at or above `low` that are done too.
-    pub done: Vec<u64>,
-    /// Deferred messages: (seq, due time in ns since the epoch, attempts).
+    /// Every message from this id on that is not scattered below is still to deliver
+    /// (fresh, never delivered to this channel).
+    pub fresh_from: u64,
+    /// Deferred messages below `fresh_from`: (id, due time in ns since the epoch, attempts).
     pub deferred: Vec<(u64, i64, u16)>,
-    /// Attempts of other live messages that were delivered before: (seq, attempts).
-    pub attempts: Vec<(u64, u16)>,
+    /// Other live messages below `fresh_from` (in flight or requeued): (id, attempts).
+    pub requeued: Vec<(u64, u16)>,
 }
 
 /// The file names.
@@ -179,11 +178,11 @@ mod tests {
             topics: vec![TopicState {
                 name: "t".into(),
                 incarnation: 9,
-                next_seq: 12,
+                head: 12,
                 channels: vec![ChannelState {
                     name: "c".into(),
-                    low: 3,
-                    done: vec![5],
+                    fresh_from: 5,
+                    requeued: vec![(3, 1)],
                     deferred: vec![(4, 1_700_000_000_000_000_000, 2)],
                     ..ChannelState::default()
                 }],

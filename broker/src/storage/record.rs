@@ -7,10 +7,12 @@
 //! frame:  [len: u32 LE][crc32: u32 LE][body: len bytes]        crc32 (IEEE) over body
 //! body:   [kind: u8][...]
 //! kind 1, a batch of messages of one topic:
-//!         [topic_len: u8][topic: topic_len bytes][incarnation: u64][first_seq: u64][count: u32]
+//!         [topic_len: u8][topic: topic_len bytes][incarnation: u64][count: u32]
 //!         count × [id: 16][timestamp_ns: i64][due_ns: i64, 0 = not deferred][attempts: u16]
 //!                 [body_len: u32][body]
 //! ```
+//! Message ids are the order within a topic: a topic lives on one shard, whose id generator
+//! only goes forward (also across restarts: recovery moves it past the newest id in the log).
 //! A `len` of zero is padding (or never-written space): the end of the data in that segment.
 
 use bytes::{Buf, BufMut, Bytes};
@@ -26,15 +28,20 @@ pub const MAX_RECORD_LEN: u32 = 1 << 30;
 const KIND_BATCH: u8 = 1;
 const PER_MESSAGE_OVERHEAD: usize = 16 + 8 + 8 + 2 + 4;
 
-/// A message as stored: the wire message, its topic sequence number and its due time.
+/// A message as stored: the wire message and its due time.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StoredMessage {
-    /// Position in its topic (contiguous from the topic's first message).
-    pub seq: u64,
     /// Wall-clock due time of a deferred message (ns since the epoch), 0 when not deferred.
     pub due_ns: i64,
     /// The message (attempts as published: 0).
     pub msg: Message,
+}
+
+impl StoredMessage {
+    /// The id as a number: the message's order in its topic.
+    pub fn key(&self) -> u64 {
+        self.msg.id.to_u64().unwrap_or(0)
+    }
 }
 
 /// A decoded batch record.
@@ -61,12 +68,11 @@ pub enum Read {
     Corrupt(&'static str),
 }
 
-/// Appends one batch record for `messages` (seq `first_seq`, `first_seq + 1`, …) to `out`.
+/// Appends one batch record for `messages` (with their due times, 0 when not deferred) to `out`.
 pub fn put_batch<'a>(
     out: &mut Vec<u8>,
     topic: &str,
     incarnation: u64,
-    first_seq: u64,
     messages: impl ExactSizeIterator<Item = (&'a Message, i64)>,
 ) {
     let start = out.len();
@@ -81,7 +87,6 @@ pub fn put_batch<'a>(
     out.put_u8(topic.len() as u8);
     out.put_slice(topic);
     out.put_u64_le(incarnation);
-    out.put_u64_le(first_seq);
     out.put_u32_le(messages.len() as u32);
     for (msg, due_ns) in messages {
         out.reserve(PER_MESSAGE_OVERHEAD + msg.body.len());
@@ -139,18 +144,17 @@ fn decode_body(mut body: Bytes) -> Option<Batch> {
         return None;
     }
     let topic_len = usize::from(body.get_u8());
-    if body.remaining() < topic_len + 20 {
+    if body.remaining() < topic_len + 12 {
         return None;
     }
     let topic = String::from_utf8(body.split_to(topic_len).to_vec()).ok()?;
     let incarnation = body.get_u64_le();
-    let first_seq = body.get_u64_le();
     let count = body.get_u32_le() as usize;
     if count > body.remaining() / PER_MESSAGE_OVERHEAD {
         return None;
     }
     let mut messages = Vec::with_capacity(count);
-    for i in 0..count as u64 {
+    for _ in 0..count {
         if body.remaining() < PER_MESSAGE_OVERHEAD {
             return None;
         }
@@ -164,7 +168,6 @@ fn decode_body(mut body: Bytes) -> Option<Batch> {
         }
         let payload = body.split_to(len);
         messages.push(StoredMessage {
-            seq: first_seq.checked_add(i)?,
             due_ns,
             msg: Message {
                 id,

@@ -20,9 +20,9 @@ use super::record::{self, Read};
 pub struct TopicInLog {
     /// Incarnation of its newest record.
     pub incarnation: u64,
-    /// Highest sequence number per incarnation.
-    pub max_seq: HashMap<u64, u64>,
-    /// Sparse index per incarnation: (first seq of a record, its position), ascending.
+    /// Highest message id per incarnation.
+    pub max_id: HashMap<u64, u64>,
+    /// Sparse index per incarnation: (first message id of a record, its position), ascending.
     pub index: HashMap<u64, Vec<(u64, u64)>>,
 }
 
@@ -110,11 +110,11 @@ fn scan_segment(
                     pos += len;
                     continue;
                 };
-                let (first_seq, max_seq) = (first.seq, last.seq);
+                let (first_id, max_seq) = (first.key(), last.key());
                 let at = base + pos as u64;
                 let topic = topics.entry(batch.topic.clone()).or_default();
                 topic.incarnation = batch.incarnation;
-                let seq = topic.max_seq.entry(batch.incarnation).or_insert(max_seq);
+                let seq = topic.max_id.entry(batch.incarnation).or_insert(max_seq);
                 *seq = (*seq).max(max_seq);
                 let key = (batch.topic.clone(), batch.incarnation);
                 let due = last_indexed
@@ -125,17 +125,17 @@ fn scan_segment(
                         .index
                         .entry(batch.incarnation)
                         .or_default()
-                        .push((first_seq, at));
+                        .push((first_id, at));
                     last_indexed.insert(key, at);
                 }
                 let span = spans.entry(batch.topic).or_insert(TopicSpan {
                     incarnation: batch.incarnation,
-                    max_seq,
+                    max_id: max_seq,
                 });
-                if span.incarnation != batch.incarnation || span.max_seq < max_seq {
+                if span.incarnation != batch.incarnation || span.max_id < max_seq {
                     *span = TopicSpan {
                         incarnation: batch.incarnation,
-                        max_seq,
+                        max_id: max_seq,
                     };
                 }
                 pos += len;
@@ -202,7 +202,7 @@ mod tests {
                     body: Bytes::from(vec![b'x'; 40]),
                 })
                 .collect();
-            record::put_batch(&mut data, topic, 1, *seq, msgs.iter().map(|m| (m, 0)));
+            record::put_batch(&mut data, topic, 1, msgs.iter().map(|m| (m, 0)));
         }
         std::fs::write(super::super::log::segment_path(dir, base), &data).unwrap();
         data
@@ -224,8 +224,8 @@ mod tests {
         let r = scan(&dir).unwrap();
         assert!(r.corruption.is_empty() && r.cut.is_empty());
         assert_eq!(r.segments.len(), 2);
-        assert_eq!(r.topics["a"].max_seq[&1], 6);
-        assert_eq!(r.topics["b"].max_seq[&1], 1);
+        assert_eq!(r.topics["a"].max_id[&1], 6);
+        assert_eq!(r.topics["b"].max_id[&1], 1);
         std::fs::remove_dir_all(&dir).unwrap();
     }
 

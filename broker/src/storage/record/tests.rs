@@ -16,14 +16,14 @@ fn message(n: u64, body: &[u8]) -> Message {
     }
 }
 
-fn encode(topic: &str, first_seq: u64, bodies: &[&[u8]]) -> Vec<u8> {
+fn encode(topic: &str, first_id: u64, bodies: &[&[u8]]) -> Vec<u8> {
     let msgs: Vec<Message> = bodies
         .iter()
         .enumerate()
-        .map(|(i, b)| message(i as u64, b))
+        .map(|(i, b)| message(first_id + i as u64, b))
         .collect();
     let mut out = Vec::new();
-    put_batch(&mut out, topic, 7, first_seq, msgs.iter().map(|m| (m, 0)));
+    put_batch(&mut out, topic, 7, msgs.iter().map(|m| (m, 0)));
     out
 }
 
@@ -51,7 +51,7 @@ fn a_batch_round_trips() {
     assert_eq!(len, data.len());
     assert_eq!(batch.topic, "orders");
     assert_eq!(batch.incarnation, 7);
-    let seqs: Vec<u64> = batch.messages.iter().map(|m| m.seq).collect();
+    let seqs: Vec<u64> = batch.messages.iter().map(StoredMessage::key).collect();
     assert_eq!(seqs, [41, 42, 43]);
     assert_eq!(&batch.messages[2].msg.body[..], b"three");
 }
@@ -119,7 +119,7 @@ proptest! {
         for (got, (topic, seq, bodies)) in read_back.iter().zip(&batches) {
             prop_assert_eq!(&got.topic, topic);
             prop_assert_eq!(got.messages.len(), bodies.len());
-            prop_assert_eq!(got.messages[0].seq, *seq);
+            prop_assert_eq!(got.messages[0].key(), *seq);
             for (m, b) in got.messages.iter().zip(bodies) {
                 prop_assert_eq!(&m.msg.body[..], &b[..]);
             }
