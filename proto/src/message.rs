@@ -151,16 +151,41 @@ pub const MAX_NODE_ID: u16 = (1 << NODE_ID_BITS) - 1;
 pub struct IdGenerator {
     node_id: u64,
     last_tick: i64,
-    sequence: u64,
+    /// Index within the tick; the sequence field is `index * stride + offset`.
+    index: u64,
+    stride: u64,
+    offset: u64,
 }
 
 impl IdGenerator {
     /// A generator for `node_id` (only the low 10 bits are used, as upstream masks it).
     pub fn new(node_id: u16) -> IdGenerator {
+        IdGenerator::with_stride(node_id, 0, 1)
+    }
+
+    /// A generator that only uses sequence values `offset`, `offset + stride`, …: several
+    /// generators with the same node id and distinct offsets below a common stride (one per
+    /// shard of a broker) never make the same id. `stride` is clamped to 1..=4096.
+    pub fn with_stride(node_id: u16, offset: u64, stride: u64) -> IdGenerator {
+        let stride = stride.clamp(1, SEQUENCE_MASK + 1);
         IdGenerator {
             node_id: u64::from(node_id & MAX_NODE_ID),
             last_tick: i64::MIN,
-            sequence: 0,
+            index: 0,
+            stride,
+            offset: offset % stride,
+        }
+    }
+
+    /// Makes every later id greater than `id` (after a restart, `id` is the newest in the log;
+    /// the clock may be behind where a burst left the generator).
+    pub fn advance_past(&mut self, id: u64) {
+        let tick =
+            (id >> (NODE_ID_BITS + SEQUENCE_BITS)) as i64 + (GUID_EPOCH_MS * 1_000_000 >> 20);
+        if tick >= self.last_tick {
+            // Continue in the next tick: simple, and ids stay unique whatever `id`'s sequence was.
+            self.last_tick = tick + 1;
+            self.index = 0;
         }
     }
 
@@ -172,21 +197,22 @@ impl IdGenerator {
     /// The next guid as a number.
     pub fn next_u64(&mut self, now_ns: i64) -> u64 {
         let tick = now_ns >> 20;
+        let per_tick = (SEQUENCE_MASK + 1) / self.stride;
         if tick > self.last_tick {
             self.last_tick = tick;
-            self.sequence = 0;
+            self.index = 0;
         } else {
             // The same tick, or the clock went backwards: keep counting from where we are so
             // that ids never repeat.
-            self.sequence = (self.sequence + 1) & SEQUENCE_MASK;
-            if self.sequence == 0 {
+            self.index += 1;
+            if self.index >= per_tick {
+                self.index = 0;
                 self.last_tick += 1;
             }
         }
+        let sequence = self.index * self.stride + self.offset;
         let since_epoch = (self.last_tick - ((GUID_EPOCH_MS * 1_000_000) >> 20)).max(0) as u64;
-        (since_epoch << (NODE_ID_BITS + SEQUENCE_BITS))
-            | (self.node_id << SEQUENCE_BITS)
-            | self.sequence
+        (since_epoch << (NODE_ID_BITS + SEQUENCE_BITS)) | (self.node_id << SEQUENCE_BITS) | sequence
     }
 }
 
@@ -233,6 +259,31 @@ mod tests {
             last = id;
         }
         assert_eq!((last >> SEQUENCE_BITS) & u64::from(MAX_NODE_ID), 5);
+    }
+
+    #[test]
+    fn strided_generators_never_collide() {
+        let now = 1_700_000_000_000_000_000;
+        let mut a = IdGenerator::with_stride(3, 0, 2);
+        let mut b = IdGenerator::with_stride(3, 1, 2);
+        let mut seen = std::collections::HashSet::new();
+        for _ in 0..20_000 {
+            assert!(seen.insert(a.next_u64(now)));
+            assert!(seen.insert(b.next_u64(now)));
+        }
+    }
+
+    #[test]
+    fn advance_past_moves_beyond_an_id_from_the_future() {
+        let now = 1_700_000_000_000_000_000;
+        let mut ahead = IdGenerator::new(1);
+        let mut last = 0;
+        for _ in 0..100_000 {
+            last = ahead.next_u64(now);
+        }
+        let mut restarted = IdGenerator::new(1);
+        restarted.advance_past(last);
+        assert!(restarted.next_u64(now) > last);
     }
 
     #[test]
