@@ -122,8 +122,9 @@ impl Consumers {
         id: ConsumerId,
         change: impl FnOnce(&mut ConsumerState) -> R,
     ) -> Option<R> {
-        let result = change(self.map.get_mut(&id)?);
-        self.refresh(id);
+        let state = self.map.get_mut(&id)?;
+        let result = change(state);
+        refresh(id, state, &mut self.turns, &mut self.with_room);
         Some(result)
     }
 
@@ -168,21 +169,8 @@ impl Consumers {
 
     /// Re-derives `with_room` and the turn queue entry of one consumer.
     fn refresh(&mut self, id: ConsumerId) {
-        let Some(state) = self.map.get_mut(&id) else {
-            return;
-        };
-        let room = state.has_room();
-        if room != state.counted {
-            state.counted = room;
-            if room {
-                self.with_room += 1;
-            } else {
-                self.with_room = self.with_room.saturating_sub(1);
-            }
-        }
-        if room && !state.in_turn {
-            state.in_turn = true;
-            self.turns.push_back(id);
+        if let Some(state) = self.map.get_mut(&id) {
+            refresh(id, state, &mut self.turns, &mut self.with_room);
         }
     }
 
@@ -202,5 +190,27 @@ impl Consumers {
                 assert!(state.in_turn, "{id:?} has room but no turn");
             }
         }
+    }
+}
+
+/// Keeps `with_room` and the turn queue right after `state` changed.
+fn refresh(
+    id: ConsumerId,
+    state: &mut ConsumerState,
+    turns: &mut VecDeque<ConsumerId>,
+    with_room: &mut usize,
+) {
+    let room = state.has_room();
+    if room != state.counted {
+        state.counted = room;
+        if room {
+            *with_room += 1;
+        } else {
+            *with_room = with_room.saturating_sub(1);
+        }
+    }
+    if room && !state.in_turn {
+        state.in_turn = true;
+        turns.push_back(id);
     }
 }

@@ -18,6 +18,7 @@
 //! (usually one).
 
 use std::cmp::{Ordering, Reverse};
+use std::collections::hash_map::Entry;
 use std::collections::{BinaryHeap, HashMap, VecDeque};
 use std::hash::{BuildHasherDefault, Hasher};
 use std::time::{Duration, Instant};
@@ -152,8 +153,15 @@ const COMPACT_SLACK: usize = 64;
 #[derive(Debug, Default)]
 pub(crate) struct InFlight {
     entries: FastMap<MessageId, InFlightEntry>,
+    deadlines: Deadlines,
+}
+
+/// The deadline records: lanes plus the heap for out-of-order deadlines.
+#[derive(Debug, Default)]
+struct Deadlines {
     lanes: Vec<Lane>,
     irregular: BinaryHeap<Reverse<DeadlineRecord>>,
+    /// Current records in `irregular`.
     irregular_live: usize,
     next_serial: u64,
 }
@@ -166,6 +174,189 @@ impl InFlight {
 
     /// The lane for consumers with `timeout`, creating or reusing one.
     pub(crate) fn acquire_lane(&mut self, timeout: Duration) -> LaneId {
+        self.deadlines.acquire_lane(timeout)
+    }
+
+    /// A consumer of `lane` left.
+    pub(crate) fn release_lane(&mut self, lane: LaneId) {
+        if let Some(lane) = self.deadlines.lanes.get_mut(lane.0) {
+            lane.users = lane.users.saturating_sub(1);
+        }
+    }
+
+    /// Puts `msg` in flight to `consumer` from `now`, with the lane's timeout (callers clamp the
+    /// timeout to `max_msg_timeout` when the consumer joins).
+    ///
+    /// Returns the stored message, or gives `msg` back when its id is already in flight (upstream
+    /// `pushInFlightMessage`: "ID already in flight").
+    pub(crate) fn insert(
+        &mut self,
+        now: Instant,
+        consumer: ConsumerId,
+        lane: LaneId,
+        msg: Message,
+    ) -> Result<&Message, Message> {
+        let Some(timeout) = self.deadlines.lanes.get(lane.0).map(|l| l.timeout) else {
+            return Err(msg);
+        };
+        let slot = match self.entries.entry(msg.id) {
+            Entry::Occupied(_) => return Err(msg),
+            Entry::Vacant(slot) => slot,
+        };
+        let deadline = later(now, timeout);
+        let (serial, irregular) = self.deadlines.push(msg.id, lane, deadline, true);
+        if let Some(l) = self.deadlines.lanes.get_mut(lane.0) {
+            l.refs += 1;
+        }
+        let entry = slot.insert(InFlightEntry {
+            msg,
+            consumer,
+            delivered_at: now,
+            deadline,
+            lane,
+            serial,
+            irregular,
+        });
+        Ok(&entry.msg)
+    }
+
+    /// Removes `id` when it is in flight to `consumer` (FIN, REQ).
+    ///
+    /// # Errors
+    /// [`ChannelError::NotInFlight`] or [`ChannelError::NotOwner`], as upstream's
+    /// `popInFlightMessage` checks them, in that order.
+    pub(crate) fn take(
+        &mut self,
+        id: &MessageId,
+        consumer: ConsumerId,
+    ) -> Result<InFlightEntry, ChannelError> {
+        let entry = match self.entries.entry(*id) {
+            Entry::Vacant(_) => return Err(ChannelError::NotInFlight),
+            Entry::Occupied(o) if o.get().consumer != consumer => {
+                return Err(ChannelError::NotOwner)
+            }
+            Entry::Occupied(o) => o.remove(),
+        };
+        if let Some(l) = self.deadlines.lanes.get_mut(entry.lane.0) {
+            l.refs = l.refs.saturating_sub(1);
+        }
+        // The entry is gone, so its record is stale now.
+        self.deadlines
+            .forget(&self.entries, entry.lane, entry.irregular);
+        Ok(entry)
+    }
+
+    /// Extends the deadline of `id` (TOUCH): `now` + its consumer's timeout, but never beyond
+    /// `delivered_at + max_msg_timeout` (upstream `TouchMessage`).
+    ///
+    /// # Errors
+    /// [`ChannelError::NotInFlight`] or [`ChannelError::NotOwner`].
+    pub(crate) fn touch(
+        &mut self,
+        now: Instant,
+        id: &MessageId,
+        consumer: ConsumerId,
+        max_msg_timeout: Duration,
+    ) -> Result<(), ChannelError> {
+        let entry = match self.entries.get_mut(id) {
+            None => return Err(ChannelError::NotInFlight),
+            Some(e) if e.consumer != consumer => return Err(ChannelError::NotOwner),
+            Some(e) => e,
+        };
+        let (lane, old_irregular) = (entry.lane, entry.irregular);
+        let timeout = self
+            .deadlines
+            .lanes
+            .get(lane.0)
+            .map_or(Duration::ZERO, |l| l.timeout);
+        let wanted = later(now, timeout);
+        let cap = later(entry.delivered_at, max_msg_timeout);
+        // Upstream: `if newTimeout.Sub(msg.deliveryTS) >= MaxMsgTimeout { newTimeout = cap }`.
+        let (deadline, regular) = if wanted >= cap {
+            (cap, false)
+        } else {
+            (wanted, true)
+        };
+        let (serial, irregular) = self.deadlines.push(*id, lane, deadline, regular);
+        entry.deadline = deadline;
+        entry.serial = serial;
+        entry.irregular = irregular;
+        // Only now is the old record stale, so the trim in `forget` can drop it.
+        self.deadlines.forget(&self.entries, lane, old_irregular);
+        Ok(())
+    }
+
+    /// Removes and returns the entry with the earliest deadline if that deadline is `<= now`
+    /// (upstream `PeekAndShift`). Stale records met on the way are discarded.
+    pub(crate) fn pop_expired(&mut self, now: Instant) -> Option<InFlightEntry> {
+        loop {
+            let (record, source) = self.deadlines.earliest()?;
+            let current = is_current(&self.entries, &record);
+            if current && record.deadline > now {
+                return None;
+            }
+            self.deadlines.pop(source);
+            if !current {
+                continue;
+            }
+            let entry = self.entries.remove(&record.id)?;
+            // The record is already popped: only the counters change.
+            let deadlines = &mut self.deadlines;
+            if let Some(l) = deadlines.lanes.get_mut(entry.lane.0) {
+                l.refs = l.refs.saturating_sub(1);
+                if !entry.irregular {
+                    l.live = l.live.saturating_sub(1);
+                }
+            }
+            if entry.irregular {
+                deadlines.irregular_live = deadlines.irregular_live.saturating_sub(1);
+            }
+            return Some(entry);
+        }
+    }
+
+    /// The earliest deadline among the records. It may belong to a record made stale by a FIN
+    /// since the last [`InFlight::pop_expired`], which only means an early, harmless wake-up.
+    pub(crate) fn next_deadline(&self) -> Option<Instant> {
+        self.deadlines.earliest().map(|(record, _)| record.deadline)
+    }
+
+    /// Drops every entry (upstream `initPQ` from `Empty`). Lanes and their users stay.
+    pub(crate) fn clear(&mut self) {
+        self.entries.clear();
+        let deadlines = &mut self.deadlines;
+        for lane in &mut deadlines.lanes {
+            lane.records.clear();
+            lane.live = 0;
+            lane.refs = 0;
+        }
+        deadlines.irregular.clear();
+        deadlines.irregular_live = 0;
+    }
+
+    /// The entries, in no particular order (for tests and invariant checks).
+    #[cfg(test)]
+    pub(crate) fn entries(&self) -> impl Iterator<Item = &InFlightEntry> {
+        self.entries.values()
+    }
+
+    /// Number of deadline records held, current and stale (for tests).
+    #[cfg(test)]
+    pub(crate) fn record_count(&self) -> usize {
+        let lanes = self.deadlines.lanes.iter();
+        lanes.map(|l| l.records.len()).sum::<usize>() + self.deadlines.irregular.len()
+    }
+}
+
+/// Whether `record` is the current record of its entry.
+fn is_current(entries: &FastMap<MessageId, InFlightEntry>, record: &DeadlineRecord) -> bool {
+    entries
+        .get(&record.id)
+        .is_some_and(|e| e.serial == record.serial)
+}
+
+impl Deadlines {
+    fn acquire_lane(&mut self, timeout: Duration) -> LaneId {
         if let Some(index) = self.lanes.iter().position(|l| l.timeout == timeout) {
             if let Some(lane) = self.lanes.get_mut(index) {
                 lane.users += 1;
@@ -190,168 +381,6 @@ impl InFlight {
         LaneId(self.lanes.len() - 1)
     }
 
-    /// A consumer of `lane` left.
-    pub(crate) fn release_lane(&mut self, lane: LaneId) {
-        if let Some(lane) = self.lanes.get_mut(lane.0) {
-            lane.users = lane.users.saturating_sub(1);
-        }
-    }
-
-    /// Puts `msg` in flight to `consumer` from `now`, with the lane's timeout (callers clamp the
-    /// timeout to `max_msg_timeout` when the consumer joins).
-    ///
-    /// Returns the stored message, or gives `msg` back when its id is already in flight (upstream
-    /// `pushInFlightMessage`: "ID already in flight").
-    pub(crate) fn insert(
-        &mut self,
-        now: Instant,
-        consumer: ConsumerId,
-        lane: LaneId,
-        msg: Message,
-    ) -> Result<&Message, Message> {
-        if self.entries.contains_key(&msg.id) {
-            return Err(msg);
-        }
-        let Some(timeout) = self.lanes.get(lane.0).map(|l| l.timeout) else {
-            return Err(msg);
-        };
-        let deadline = later(now, timeout);
-        let id = msg.id;
-        let (serial, irregular) = self.push_record(id, lane, deadline, true);
-        if let Some(l) = self.lanes.get_mut(lane.0) {
-            l.refs += 1;
-        }
-        let entry = InFlightEntry {
-            msg,
-            consumer,
-            delivered_at: now,
-            deadline,
-            lane,
-            serial,
-            irregular,
-        };
-        Ok(&self.entries.entry(id).or_insert(entry).msg)
-    }
-
-    /// Removes `id` when it is in flight to `consumer` (FIN, REQ).
-    ///
-    /// # Errors
-    /// [`ChannelError::NotInFlight`] or [`ChannelError::NotOwner`], as upstream's
-    /// `popInFlightMessage` checks them, in that order.
-    pub(crate) fn take(
-        &mut self,
-        id: &MessageId,
-        consumer: ConsumerId,
-    ) -> Result<InFlightEntry, ChannelError> {
-        match self.entries.get(id) {
-            None => return Err(ChannelError::NotInFlight),
-            Some(entry) if entry.consumer != consumer => return Err(ChannelError::NotOwner),
-            Some(_) => {}
-        }
-        let entry = self.entries.remove(id).ok_or(ChannelError::NotInFlight)?;
-        self.forget(&entry);
-        Ok(entry)
-    }
-
-    /// Extends the deadline of `id` (TOUCH): `now` + its consumer's timeout, but never beyond
-    /// `delivered_at + max_msg_timeout` (upstream `TouchMessage`).
-    ///
-    /// # Errors
-    /// [`ChannelError::NotInFlight`] or [`ChannelError::NotOwner`].
-    pub(crate) fn touch(
-        &mut self,
-        now: Instant,
-        id: &MessageId,
-        consumer: ConsumerId,
-        max_msg_timeout: Duration,
-    ) -> Result<(), ChannelError> {
-        let (lane, delivered_at, old_irregular) = match self.entries.get(id) {
-            None => return Err(ChannelError::NotInFlight),
-            Some(e) if e.consumer != consumer => return Err(ChannelError::NotOwner),
-            Some(e) => (e.lane, e.delivered_at, e.irregular),
-        };
-        let timeout = self.lanes.get(lane.0).map_or(Duration::ZERO, |l| l.timeout);
-        let wanted = later(now, timeout);
-        let cap = later(delivered_at, max_msg_timeout);
-        // Upstream: `if newTimeout.Sub(msg.deliveryTS) >= MaxMsgTimeout { newTimeout = cap }`.
-        let (deadline, regular) = if wanted >= cap {
-            (cap, false)
-        } else {
-            (wanted, true)
-        };
-        let (serial, irregular) = self.push_record(*id, lane, deadline, regular);
-        if let Some(entry) = self.entries.get_mut(id) {
-            entry.deadline = deadline;
-            entry.serial = serial;
-            entry.irregular = irregular;
-        }
-        // Only now is the old record stale, so the trim below can drop it.
-        self.forget_record(lane, old_irregular);
-        Ok(())
-    }
-
-    /// Removes and returns the entry with the earliest deadline if that deadline is `<= now`
-    /// (upstream `PeekAndShift`). Stale records met on the way are discarded.
-    pub(crate) fn pop_expired(&mut self, now: Instant) -> Option<InFlightEntry> {
-        loop {
-            let (record, source) = self.earliest()?;
-            let current = self
-                .entries
-                .get(&record.id)
-                .is_some_and(|e| e.serial == record.serial);
-            if current && record.deadline > now {
-                return None;
-            }
-            match source {
-                Some(lane) => {
-                    if let Some(l) = self.lanes.get_mut(lane) {
-                        l.records.pop_front();
-                    }
-                }
-                None => {
-                    self.irregular.pop();
-                }
-            }
-            if !current {
-                continue;
-            }
-            let entry = self.entries.remove(&record.id)?;
-            // The record is already popped: only the counters change.
-            self.uncount(&entry);
-            return Some(entry);
-        }
-    }
-
-    /// The earliest deadline among the records. It may belong to a record made stale by a FIN
-    /// since the last [`InFlight::pop_expired`], which only means an early, harmless wake-up.
-    pub(crate) fn next_deadline(&self) -> Option<Instant> {
-        self.earliest().map(|(record, _)| record.deadline)
-    }
-
-    /// Drops every entry (upstream `initPQ` from `Empty`). Lanes and their users stay.
-    pub(crate) fn clear(&mut self) {
-        self.entries.clear();
-        for lane in &mut self.lanes {
-            lane.records.clear();
-            lane.live = 0;
-            lane.refs = 0;
-        }
-        self.irregular.clear();
-        self.irregular_live = 0;
-    }
-
-    /// The entries, in no particular order (for tests and invariant checks).
-    #[cfg(test)]
-    pub(crate) fn entries(&self) -> impl Iterator<Item = &InFlightEntry> {
-        self.entries.values()
-    }
-
-    /// Number of deadline records held, current and stale (for tests).
-    #[cfg(test)]
-    pub(crate) fn record_count(&self) -> usize {
-        self.lanes.iter().map(|l| l.records.len()).sum::<usize>() + self.irregular.len()
-    }
-
     /// The earliest record and where it is: `Some(lane index)` or `None` for the heap.
     fn earliest(&self) -> Option<(DeadlineRecord, Option<usize>)> {
         let mut best: Option<(DeadlineRecord, Option<usize>)> = None;
@@ -370,8 +399,22 @@ impl InFlight {
         best
     }
 
+    /// Removes the record `earliest` found.
+    fn pop(&mut self, source: Option<usize>) {
+        match source {
+            Some(lane) => {
+                if let Some(l) = self.lanes.get_mut(lane) {
+                    l.records.pop_front();
+                }
+            }
+            None => {
+                self.irregular.pop();
+            }
+        }
+    }
+
     /// Appends a record; lanes take it only when it keeps their order.
-    fn push_record(
+    fn push(
         &mut self,
         id: MessageId,
         lane: LaneId,
@@ -401,36 +444,17 @@ impl InFlight {
         (record.serial, true)
     }
 
-    /// Bookkeeping after `entry` left the index while its record is still queued.
-    fn forget(&mut self, entry: &InFlightEntry) {
-        if let Some(l) = self.lanes.get_mut(entry.lane.0) {
-            l.refs = l.refs.saturating_sub(1);
-        }
-        self.forget_record(entry.lane, entry.irregular);
-    }
-
-    /// Bookkeeping after the record popped in `pop_expired` left with its entry.
-    fn uncount(&mut self, entry: &InFlightEntry) {
-        if let Some(l) = self.lanes.get_mut(entry.lane.0) {
-            l.refs = l.refs.saturating_sub(1);
-            if !entry.irregular {
-                l.live = l.live.saturating_sub(1);
-            }
-        }
-        if entry.irregular {
-            self.irregular_live = self.irregular_live.saturating_sub(1);
-        }
-    }
-
     /// One record of `lane` (or of the heap) stopped being current: trim and compact.
-    fn forget_record(&mut self, lane: LaneId, irregular: bool) {
-        let entries = &self.entries;
-        let is_current =
-            |r: &DeadlineRecord| entries.get(&r.id).is_some_and(|e| e.serial == r.serial);
+    fn forget(
+        &mut self,
+        entries: &FastMap<MessageId, InFlightEntry>,
+        lane: LaneId,
+        irregular: bool,
+    ) {
         if irregular {
             self.irregular_live = self.irregular_live.saturating_sub(1);
             if self.irregular.len() > 2 * self.irregular_live + COMPACT_SLACK {
-                self.irregular.retain(|Reverse(r)| is_current(r));
+                self.irregular.retain(|Reverse(r)| is_current(entries, r));
             }
             return;
         }
@@ -440,11 +464,11 @@ impl InFlight {
         l.live = l.live.saturating_sub(1);
         // FINs mostly arrive in delivery order, so stale records gather at the front; each
         // record is popped at most once, which keeps this O(1) amortized.
-        while l.records.front().is_some_and(|r| !is_current(r)) {
+        while l.records.front().is_some_and(|r| !is_current(entries, r)) {
             l.records.pop_front();
         }
         if l.records.len() > 2 * l.live + COMPACT_SLACK {
-            l.records.retain(|r| is_current(r));
+            l.records.retain(|r| is_current(entries, r));
         }
     }
 }
