@@ -83,8 +83,11 @@ async fn connection(shard: Rc<Shard>, mut stream: TcpStream) {
         let shard = shard.clone();
         async move { Ok::<_, Infallible>(routes::handle(&shard, remote, req).await) }
     });
+    // Half-closed clients (write side shut after the request) still get their answer, as
+    // from Go's server.
     let conn = http1::Builder::new()
         .keep_alive(true)
+        .half_close(true)
         .title_case_headers(true)
         .serve_connection(io::HyperIo::new(stream, Bytes::from(head)), service);
     if let Err(e) = conn.await {

@@ -157,7 +157,10 @@ mod tests {
     #[test]
     fn text_mode_limits_at_the_edge() {
         let exact = "m".repeat(100);
-        assert_eq!(text(&exact, 1001, 100).unwrap(), std::slice::from_ref(&exact));
+        assert_eq!(
+            text(&exact, 1001, 100).unwrap(),
+            std::slice::from_ref(&exact)
+        );
         assert_eq!(
             text(&format!("ok\n{exact}m\n"), 1001, 100),
             Err(MpubError::MsgTooBig)
