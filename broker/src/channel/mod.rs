@@ -7,8 +7,9 @@
 //! nothing and is never shared between threads. Every time is an argument (`now: Instant` for
 //! deadlines, `now_wall_ns: i64` where upstream reads wall-clock time for latency).
 //!
-//! Files: [`in_flight`] (id index and deadline lanes), [`deferred`] (due-time heap),
-//! [`consumers`] (RDY and the fair turn order), [`e2e`] (latency percentiles).
+//! Files: `in_flight.rs` (id index and deadline lanes), `deferred.rs` (due-time heap),
+//! `consumers.rs` (RDY and the fair turn order), `e2e.rs` (latency percentiles), `tests.rs`
+//! (behaviour by behaviour) and `sim.rs` (the seeded simulation).
 
 #![deny(
     clippy::unwrap_used,
@@ -159,8 +160,9 @@ pub(crate) fn later(now: Instant, delay: Duration) -> Instant {
 /// 2. keep one timer armed at [`Channel::next_deadline`] and, when it fires, call
 ///    [`Channel::poll_timeouts`] (which returns the following deadline) and then step 1 again.
 ///
-/// `now` must never decrease between calls. Nothing here fails on client input except the
-/// `Result`s returned to the caller; no method panics.
+/// `now` should not decrease between calls (if it does, deadlines stay exact but cost a heap
+/// step). Client input only ever produces the `Result`s returned to the caller; no method
+/// panics.
 #[derive(Debug)]
 pub struct Channel {
     name: String,
@@ -218,8 +220,9 @@ impl Channel {
 
     /// A message from the topic (id, timestamp set, `attempts` 0) joins the back of the ready
     /// queue. The caller checked [`Channel::has_room`]; an ephemeral channel drops a message
-    /// past `mem_queue_size` instead (upstream's dummy backend), counting it in `dropped_count`.
-    /// Upstream `PutMessage`.
+    /// past `mem_queue_size` instead (upstream's dummy backend), counting it in `dropped_count`;
+    /// with `mem_queue_size` 0 it therefore keeps nothing (upstream's unbuffered Go channel
+    /// would still hand a message to a consumer waiting at that instant). Upstream `PutMessage`.
     pub fn handle_put(&mut self, msg: Message) {
         self.message_count += 1;
         self.put(msg);
