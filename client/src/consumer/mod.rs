@@ -305,10 +305,16 @@ impl Consumer {
         lock(&self.shared.last_error).clone()
     }
 
+    /// Tells every connection to close (each sends `CLS` within about 100 ms) without
+    /// waiting; [`Consumer::stop`] then waits. Stopping many consumers is faster this way.
+    pub fn request_stop(&self) {
+        self.shared.stop.store(true, Ordering::SeqCst);
+    }
+
     /// Sends `CLS` on every connection, waits for `CLOSE_WAIT` (a few seconds at most), answers
     /// what arrived meanwhile, and joins every thread. Idempotent.
     pub fn stop(&self) {
-        self.shared.stop.store(true, Ordering::SeqCst);
+        self.request_stop();
         if let Some(poller) = lock(&self.shared.poller).take() {
             let _ = poller.join();
         }
