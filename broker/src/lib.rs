@@ -12,6 +12,7 @@ pub mod flags;
 pub mod host;
 pub mod http;
 pub mod log;
+pub mod lookupd;
 pub mod options;
 pub mod runtime;
 pub mod shard;
@@ -47,10 +48,16 @@ pub fn run(opts: Options) -> Result<(), StartError> {
         })
         .map_err(|e| StartError::Executor(format!("cannot start the signal thread: {e}")))?;
     let opts = Arc::new(opts);
-    runtime::run(opts, control, |bound| {
+    let registration = lookupd::spawn(Arc::clone(&opts), Arc::clone(&control))
+        .map_err(|e| StartError::Executor(format!("cannot start the lookupd thread: {e}")))?;
+    let result = runtime::run(opts, Arc::clone(&control), |bound| {
         tracing::info!("TCP: listening on {}", bound.tcp);
         tracing::info!("HTTP: listening on {}", bound.http);
-    })?;
+    });
+    // The lookupd thread stops with the shards, and when they could not start.
+    control.stop.store(true, Ordering::SeqCst);
+    let _ = registration.join();
+    result?;
     tracing::info!("NSQ: bye");
     Ok(())
 }

@@ -46,6 +46,8 @@ pub struct Control {
     bound_cv: Condvar,
     /// `--lookupd-tcp-address` as changed at run time by `PUT /config/nsqlookupd_tcp_addresses`.
     pub lookupd_tcp_addresses: Mutex<Vec<String>>,
+    /// Topic and channel creation and deletion, for the lookupd registration thread.
+    pub events: crate::lookupd::Events,
 }
 
 impl Control {
@@ -269,5 +271,6 @@ pub fn control(opts: &Options) -> Arc<Control> {
         bound: Mutex::new(None),
         bound_cv: Condvar::new(),
         lookupd_tcp_addresses: Mutex::new(opts.lookupd_tcp_addresses.clone()),
+        events: crate::lookupd::Events::new(),
     })
 }
