@@ -80,8 +80,7 @@ impl Deferred {
         self.heap.clear();
     }
 
-    /// The deferred messages with their due times, in no particular order (for tests).
-    #[cfg(test)]
+    /// The deferred messages with their due times, in no particular order.
     pub(crate) fn iter(&self) -> impl Iterator<Item = (Instant, &Message)> {
         self.heap
             .iter()

@@ -167,7 +167,13 @@ pub(crate) fn later(now: Instant, delay: Duration) -> Instant {
 pub struct Channel {
     name: String,
     opts: ChannelOptions,
-    ready: VecDeque<Message>,
+    /// Fresh messages (never delivered on this channel), in id order, with their arrival number.
+    ready: VecDeque<(u64, Message)>,
+    /// Messages back from a REQ, a timeout or a deferral, with their arrival number. The two
+    /// queues are served in arrival order, so a requeued message goes to the back as upstream;
+    /// they are kept apart so that the fresh ones stay a contiguous run of the topic.
+    returned: VecDeque<(u64, Message)>,
+    arrivals: u64,
     in_flight: InFlight,
     deferred: Deferred,
     consumers: Consumers,
@@ -187,6 +193,8 @@ impl Channel {
         Channel {
             name: name.to_owned(),
             ready: VecDeque::new(),
+            returned: VecDeque::new(),
+            arrivals: 0,
             in_flight: InFlight::default(),
             deferred: Deferred::default(),
             consumers: Consumers::default(),
@@ -215,7 +223,7 @@ impl Channel {
     /// Requeued messages are never refused, so the ready queue of a non-ephemeral channel may
     /// exceed the bound by what was in flight; this then stays false until it drains.
     pub fn has_room(&self, n: usize) -> bool {
-        self.ready.len().saturating_add(n) <= self.opts.mem_queue_size
+        self.ready_len().saturating_add(n) <= self.opts.mem_queue_size
     }
 
     /// A message from the topic (id, timestamp set, `attempts` 0) joins the back of the ready
@@ -225,7 +233,12 @@ impl Channel {
     /// would still hand a message to a consumer waiting at that instant). Upstream `PutMessage`.
     pub fn handle_put(&mut self, msg: Message) {
         self.message_count += 1;
-        self.put(msg);
+        if self.opts.ephemeral && self.ready_len() >= self.opts.mem_queue_size {
+            self.dropped_count += 1;
+            return;
+        }
+        self.arrivals += 1;
+        self.ready.push_back((self.arrivals, msg));
     }
 
     /// A DPUB: the message becomes ready at `now + delay` (upstream `PutMessageDeferred`). The
@@ -368,11 +381,11 @@ impl Channel {
     ) -> usize {
         let mut delivered = 0;
         let mut taken = 0;
-        while taken < max && !self.paused && !self.ready.is_empty() {
+        while taken < max && !self.paused && self.ready_len() > 0 {
             let Some((id, lane, sample_rate)) = self.consumers.next_turn() else {
                 break;
             };
-            let Some(mut msg) = self.ready.pop_front() else {
+            let Some(mut msg) = self.pop_ready() else {
                 self.consumers.end_turn(id);
                 break;
             };
@@ -450,6 +463,7 @@ impl Channel {
     /// in-flight counts become 0 (upstream `Empty`). Counters are kept.
     pub fn empty(&mut self) {
         self.ready.clear();
+        self.returned.clear();
         self.in_flight.clear();
         self.deferred.clear();
         self.consumers.update_all(|c| c.in_flight = 0);
@@ -457,7 +471,7 @@ impl Channel {
 
     /// Ready messages.
     pub fn depth(&self) -> u64 {
-        self.ready.len() as u64
+        self.ready_len() as u64
     }
 
     /// Messages in flight.
@@ -478,7 +492,7 @@ impl Channel {
     /// Whether [`Channel::poll_deliveries`] would deliver something: not paused, a ready
     /// message, and a consumer with room. O(1).
     pub fn wants_delivery(&self) -> bool {
-        !self.paused && !self.ready.is_empty() && self.consumers.any_room()
+        !self.paused && self.ready_len() > 0 && self.consumers.any_room()
     }
 
     /// The latency recorder, when tracking is on (a topic merges its channels').
@@ -525,12 +539,90 @@ impl Channel {
     /// Into the ready queue (upstream `put`): an ephemeral channel past `mem_queue_size` drops
     /// the message, as upstream's dummy backend does; a durable one never drops.
     fn put(&mut self, msg: Message) {
-        if self.opts.ephemeral && self.ready.len() >= self.opts.mem_queue_size {
+        if self.opts.ephemeral && self.ready_len() >= self.opts.mem_queue_size {
             self.dropped_count += 1;
             return;
         }
-        self.ready.push_back(msg);
+        self.arrivals += 1;
+        self.returned.push_back((self.arrivals, msg));
     }
+
+    /// The ready message that arrived first, fresh or returned.
+    fn pop_ready(&mut self) -> Option<Message> {
+        let returned_first = match (self.returned.front(), self.ready.front()) {
+            (Some((a, _)), Some((b, _))) => a < b,
+            (Some(_), None) => true,
+            _ => false,
+        };
+        let queue = if returned_first {
+            &mut self.returned
+        } else {
+            &mut self.ready
+        };
+        queue.pop_front().map(|(_, m)| m)
+    }
+
+    /// Messages waiting for delivery (fresh and returned).
+    pub fn ready_len(&self) -> usize {
+        self.ready.len() + self.returned.len()
+    }
+
+    /// The ready messages, returned ones first (delivery order).
+    pub fn ready_iter(&self) -> impl Iterator<Item = &Message> {
+        self.returned
+            .iter()
+            .chain(self.ready.iter())
+            .map(|(_, m)| m)
+    }
+
+    /// The id of the oldest fresh message held in memory, if any. Every fresh message from it on
+    /// is either here or (when the topic holds a backlog for this channel) in the log.
+    pub fn fresh_front(&self) -> Option<&MessageId> {
+        self.ready.front().map(|(_, m)| &m.id)
+    }
+
+    /// Every message of this channel that is not fresh: in flight, deferred (with its due time)
+    /// or returned to the queue. The shard saves them so that a restart restores each with its
+    /// attempts and due time.
+    pub fn scattered(&self) -> Vec<Scattered> {
+        let returned = self.returned.iter().map(|(_, m)| m);
+        let live = self.in_flight.entries().map(|e| &e.msg).chain(returned);
+        let mut out: Vec<Scattered> = live
+            .map(|m| Scattered {
+                id: m.id,
+                attempts: m.attempts,
+                due: None,
+            })
+            .collect();
+        out.extend(self.deferred.iter().map(|(due, m)| Scattered {
+            id: m.id,
+            attempts: m.attempts,
+            due: Some(due),
+        }));
+        out
+    }
+
+    /// Puts back a message saved as returned (in flight or requeued at the time of saving),
+    /// keeping its attempts. Not counted as a new message.
+    pub fn restore_returned(&mut self, msg: Message) {
+        self.put(msg);
+    }
+
+    /// Puts back a message saved as deferred, due after `delay`, keeping its attempts.
+    pub fn restore_deferred(&mut self, now: Instant, msg: Message, delay: Duration) {
+        self.deferred.push(later(now, delay), msg);
+    }
+}
+
+/// A message of a channel that is not fresh (see [`Channel::scattered`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Scattered {
+    /// Its id.
+    pub id: MessageId,
+    /// Deliveries so far.
+    pub attempts: u16,
+    /// When deferred: when it is due.
+    pub due: Option<Instant>,
 }
 
 /// A tiny deterministic generator for `sample_rate` (splitmix64), seeded from the channel name

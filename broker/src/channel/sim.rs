@@ -539,7 +539,7 @@ impl Sim {
             return;
         }
         let kept = (expired.len() + due.len()).min(self.opts.mem_queue_size.saturating_sub(before));
-        let actual: BTreeSet<u64> = self.ch.ready.iter().map(|m| num(&m.id)).collect();
+        let actual: BTreeSet<u64> = self.ch.ready_iter().map(|m| num(&m.id)).collect();
         let moved = expired.iter().chain(due).map(|(_, id)| *id);
         let kept_ids: Vec<u64> = moved.clone().filter(|id| actual.contains(id)).collect();
         assert_eq!(kept_ids.len(), kept, "ephemeral requeue kept count");
@@ -607,8 +607,8 @@ impl Sim {
         assert_eq!(count, seen);
         // Whatever left the ready queue without a delivery was sampled out.
         let mut sampled = Vec::new();
-        if self.ch.ready.len() != self.model.ready.len() {
-            let actual: BTreeSet<u64> = self.ch.ready.iter().map(|m| num(&m.id)).collect();
+        if self.ch.ready_len() != self.model.ready.len() {
+            let actual: BTreeSet<u64> = self.ch.ready_iter().map(|m| num(&m.id)).collect();
             sampled.extend(self.model.ready.difference(&actual).copied());
             let sampling = self.model.consumers.values().any(|c| c.sample_rate > 0);
             assert!(
@@ -638,7 +638,7 @@ impl Sim {
         let model = &self.model;
         ch.consumers.check();
         // Ready: same messages (sorted vectors: cheaper than sets in debug builds).
-        let mut ready: Vec<u64> = ch.ready.iter().map(|m| num(&m.id)).collect();
+        let mut ready: Vec<u64> = ch.ready_iter().map(|m| num(&m.id)).collect();
         ready.sort_unstable();
         assert!(ready.iter().eq(model.ready.iter()), "ready set");
         // Deferred: same messages, same due times.
