@@ -15,6 +15,9 @@ use std::time::Duration;
 pub enum Kind {
     /// `true`/`false`; given alone it means `true`.
     Bool,
+    /// A boolean that also takes this one word (upstream's `--tls-required`, which takes
+    /// `tcp-https`); given alone it means `true`.
+    BoolOr(&'static str),
     /// A signed integer.
     Int,
     /// Free text.
@@ -111,7 +114,7 @@ pub fn parse(flags: &[Flag], args: &[String]) -> Result<Parsed, FlagError> {
         };
         let value = match (flag.kind, inline) {
             (_, Some(v)) => v,
-            (Kind::Bool, None) => "true".to_owned(),
+            (Kind::Bool | Kind::BoolOr(_), None) => "true".to_owned(),
             (_, None) => {
                 let Some(next) = args.get(i) else {
                     return Err(FlagError(format!("flag needs an argument: -{name}")));
@@ -171,6 +174,9 @@ fn toml_scalar(value: &toml::Value) -> Result<String, String> {
 fn check_value(flag: &Flag, value: &str) -> Result<(), FlagError> {
     let ok = match flag.kind {
         Kind::Bool => parse_bool(value).is_some(),
+        Kind::BoolOr(word) => {
+            parse_bool(&value.to_ascii_lowercase()).is_some() || value.eq_ignore_ascii_case(word)
+        }
         Kind::Int => value.parse::<i64>().is_ok(),
         Kind::Duration => parse_duration(value).is_some(),
         Kind::Str | Kind::List => true,
@@ -179,7 +185,7 @@ fn check_value(flag: &Flag, value: &str) -> Result<(), FlagError> {
         Ok(())
     } else {
         let why = match flag.kind {
-            Kind::Bool => "parse error",
+            Kind::Bool | Kind::BoolOr(_) => "parse error",
             Kind::Int => "parse error",
             _ => "invalid value",
         };
@@ -282,7 +288,7 @@ pub fn usage(program: &str, flags: &[Flag]) -> String {
     let mut out = format!("Usage of {program}:\n");
     for flag in sorted {
         let type_name = match flag.kind {
-            Kind::Bool => "",
+            Kind::Bool | Kind::BoolOr(_) => "",
             Kind::Int => " int",
             Kind::Str => " string",
             Kind::Duration => " duration",
@@ -290,8 +296,8 @@ pub fn usage(program: &str, flags: &[Flag]) -> String {
         };
         let _ = writeln!(out, "  -{}{type_name}", flag.name);
         let _ = write!(out, "    \t{}", flag.usage);
-        let show_default =
-            !flag.default.is_empty() && !(flag.kind == Kind::Bool && flag.default == "false");
+        let is_bool = matches!(flag.kind, Kind::Bool | Kind::BoolOr(_));
+        let show_default = !flag.default.is_empty() && !(is_bool && flag.default == "false");
         if show_default {
             if flag.kind == Kind::Str {
                 let _ = write!(out, " (default {:?})", flag.default);

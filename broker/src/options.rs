@@ -1,8 +1,9 @@
 //! `sluiced` options: upstream nsqd's flag names, defaults and meanings (`nsqd/options.go`).
 //!
 //! [`Options::from_args`] turns argv (and an optional TOML `--config`) into [`Options`]; the
-//! runtime never sees a flag. Flags of features not built yet (TLS, auth, statsd) are refused
-//! with a clear message rather than silently ignored.
+//! runtime never sees a flag. Flags of features not built yet (statsd) are refused with a clear
+//! message rather than silently ignored. Files named by flags (TLS certificates) are read when
+//! the broker starts ([`crate::conn::tls::prepare`]), not here.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -71,6 +72,84 @@ impl LogLevel {
     }
 }
 
+/// `--tls-required`, upstream's `TLSNotRequired`, `TLSRequiredExceptHTTP`, `TLSRequired`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TlsRequired {
+    /// `false`: TLS is offered, not required.
+    No,
+    /// `tcp-https`: TCP clients must upgrade to TLS before any command but IDENTIFY; plain HTTP
+    /// is still served.
+    TcpHttps,
+    /// `true`: as `tcp-https`, and plain HTTP answers 403 `TLS_REQUIRED`.
+    Yes,
+}
+
+/// `--tls-client-auth-policy`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ClientAuthPolicy {
+    /// No policy: no client certificate is asked for (upstream `tls.NoClientCert`).
+    None,
+    /// `require`: a client certificate is required but not verified.
+    Require,
+    /// `require-verify`: a client certificate is required and verified against
+    /// `--tls-root-ca-file`.
+    RequireVerify,
+}
+
+/// `--tls-min-version`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TlsMinVersion {
+    /// `ssl3.0`, `tls1.0`, `tls1.1` or `tls1.2`: TLS 1.2 and 1.3 are offered (rustls implements
+    /// nothing older; see the README).
+    Tls12,
+    /// `tls1.3`: only TLS 1.3.
+    Tls13,
+}
+
+/// The TLS, HTTPS and auth options (upstream's `--tls-*`, `--https-address`,
+/// `--auth-http-address`, `--http-client-*-timeout`).
+#[derive(Debug, Clone)]
+pub struct SecurityOptions {
+    /// `--https-address`
+    pub https_address: SocketAddr,
+    /// `--tls-cert`
+    pub tls_cert: PathBuf,
+    /// `--tls-key`
+    pub tls_key: PathBuf,
+    /// `--tls-root-ca-file`
+    pub tls_root_ca_file: PathBuf,
+    /// `--tls-client-auth-policy`
+    pub tls_client_auth_policy: ClientAuthPolicy,
+    /// `--tls-required` (forced to `true` by a client auth policy, as upstream does)
+    pub tls_required: TlsRequired,
+    /// `--tls-min-version`
+    pub tls_min_version: TlsMinVersion,
+    /// The TLS configuration built from the files above when the broker starts; `None` when no
+    /// certificate is configured (or before start).
+    pub tls_config: Option<std::sync::Arc<rustls::ServerConfig>>,
+    /// `--auth-http-address` (repeatable)
+    pub auth_http_addresses: Vec<String>,
+    /// `--http-client-connect-timeout`
+    pub http_client_connect_timeout: Duration,
+    /// `--http-client-request-timeout`
+    pub http_client_request_timeout: Duration,
+    /// The roots the auth client trusts for `https://` auth servers (`--tls-root-ca-file`, or
+    /// the system's bundle), built when the broker starts if an address needs them.
+    pub auth_client_tls: Option<std::sync::Arc<rustls::ClientConfig>>,
+}
+
+impl SecurityOptions {
+    /// Whether a TLS certificate and key are configured.
+    pub fn tls_configured(&self) -> bool {
+        !self.tls_cert.as_os_str().is_empty() || !self.tls_key.as_os_str().is_empty()
+    }
+
+    /// Whether AUTH is required (upstream `IsAuthEnabled`).
+    pub fn auth_enabled(&self) -> bool {
+        !self.auth_http_addresses.is_empty()
+    }
+}
+
 /// Every option of the broker.
 #[derive(Debug, Clone)]
 pub struct Options {
@@ -121,6 +200,8 @@ pub struct Options {
     pub deflate: bool,
     /// `--cores` (ours): shards to run; 0 means every CPU the process may use.
     pub cores: usize,
+    /// TLS, HTTPS and AUTH.
+    pub security: SecurityOptions,
 }
 
 struct FlagSpec {
@@ -143,15 +224,7 @@ fn node_id_default() -> String {
 }
 
 /// Flags of features that are not built yet: refused when given (not silently ignored).
-const NOT_YET: &[&str] = &[
-    "auth-http-address",
-    "tls-cert",
-    "tls-key",
-    "tls-root-ca-file",
-    "tls-client-auth-policy",
-    "tls-required",
-    "statsd-address",
-];
+const NOT_YET: &[&str] = &["statsd-address"];
 
 const SPECS: &[FlagSpec] = &[
     FlagSpec { name: "auth-http-address", kind: Kind::List, default: String::new, usage: "<addr>:<port> or a full url to query auth server (may be given multiple times)" },
@@ -201,7 +274,8 @@ const SPECS: &[FlagSpec] = &[
     FlagSpec { name: "tls-cert", kind: Kind::Str, default: String::new, usage: "path to certificate file" },
     FlagSpec { name: "tls-client-auth-policy", kind: Kind::Str, default: String::new, usage: "client certificate auth policy ('require' or 'require-verify')" },
     FlagSpec { name: "tls-key", kind: Kind::Str, default: String::new, usage: "path to key file" },
-    FlagSpec { name: "tls-required", kind: Kind::Str, default: String::new, usage: "require TLS for client connections (true, false, tcp-https)" },
+    FlagSpec { name: "tls-min-version", kind: Kind::List, default: || s("tls1.0"), usage: "minimum SSL/TLS version acceptable ('ssl3.0', 'tls1.0', 'tls1.1', 'tls1.2' or 'tls1.3')" },
+    FlagSpec { name: "tls-required", kind: Kind::BoolOr("tcp-https"), default: || s("false"), usage: "require TLS for client connections (true, false, tcp-https)" },
     FlagSpec { name: "tls-root-ca-file", kind: Kind::Str, default: String::new, usage: "path to certificate authority file" },
     FlagSpec { name: "verbose", kind: Kind::Bool, default: || s("false"), usage: "[deprecated] has no effect, use --log-level" },
     FlagSpec { name: "version", kind: Kind::Bool, default: || s("false"), usage: "print version string" },
@@ -331,8 +405,72 @@ impl Options {
             snappy: v.boolean("snappy")?,
             deflate: v.boolean("deflate")?,
             cores: v.int_in("cores", 0, 1024)? as usize,
+            security: security_options(&v, values)?,
         })
     }
+}
+
+/// The TLS, HTTPS and auth flags, checked as upstream's `nsqd.New` does.
+fn security_options(v: &Lookup<'_>, values: &Values) -> Result<SecurityOptions, FlagError> {
+    let policy_text = v.text("tls-client-auth-policy");
+    let tls_client_auth_policy = match policy_text.as_str() {
+        "" => ClientAuthPolicy::None,
+        "require" => ClientAuthPolicy::Require,
+        "require-verify" => ClientAuthPolicy::RequireVerify,
+        other => {
+            return Err(Lookup::bad(
+                "tls-client-auth-policy",
+                other,
+                "expected 'require' or 'require-verify'",
+            ))
+        }
+    };
+    let required_text = v.text("tls-required");
+    let mut tls_required = if required_text.eq_ignore_ascii_case("tcp-https") {
+        TlsRequired::TcpHttps
+    } else {
+        match flags::parse_bool(&required_text.to_ascii_lowercase()) {
+            Some(true) => TlsRequired::Yes,
+            Some(false) => TlsRequired::No,
+            None => return Err(Lookup::bad("tls-required", &required_text, "parse error")),
+        }
+    };
+    // Upstream: a client auth policy implies that TLS is required.
+    if tls_client_auth_policy != ClientAuthPolicy::None && tls_required == TlsRequired::No {
+        tls_required = TlsRequired::Yes;
+    }
+    let version_text = v.text("tls-min-version");
+    let tls_min_version = match version_text.to_ascii_lowercase().as_str() {
+        "ssl3.0" | "tls1.0" | "tls1.1" | "tls1.2" => TlsMinVersion::Tls12,
+        "tls1.3" => TlsMinVersion::Tls13,
+        _ => {
+            return Err(Lookup::bad(
+                "tls-min-version",
+                &version_text,
+                "unknown tls version",
+            ))
+        }
+    };
+    let auth_http_addresses: Vec<String> = values
+        .all("auth-http-address")
+        .iter()
+        .filter(|a| !a.is_empty())
+        .cloned()
+        .collect();
+    Ok(SecurityOptions {
+        https_address: v.addr("https-address")?,
+        tls_cert: PathBuf::from(v.text("tls-cert")),
+        tls_key: PathBuf::from(v.text("tls-key")),
+        tls_root_ca_file: PathBuf::from(v.text("tls-root-ca-file")),
+        tls_client_auth_policy,
+        tls_required,
+        tls_min_version,
+        tls_config: None,
+        auth_http_addresses,
+        http_client_connect_timeout: v.positive_duration("http-client-connect-timeout")?,
+        http_client_request_timeout: v.positive_duration("http-client-request-timeout")?,
+        auth_client_tls: None,
+    })
 }
 
 /// Reads typed values, falling back to the table's defaults.
@@ -379,6 +517,14 @@ impl Lookup<'_> {
     fn duration(&self, name: &str) -> Result<Duration, FlagError> {
         let text = self.text(name);
         flags::parse_duration(&text).ok_or_else(|| Self::bad(name, &text, "invalid duration"))
+    }
+
+    fn positive_duration(&self, name: &str) -> Result<Duration, FlagError> {
+        let d = self.duration(name)?;
+        if d.is_zero() {
+            return Err(Self::bad(name, &self.text(name), "must be > 0"));
+        }
+        Ok(d)
     }
 
     fn boolean(&self, name: &str) -> Result<bool, FlagError> {
@@ -463,8 +609,61 @@ mod tests {
             "invalid value \"loud\" for flag -log-level: invalid log level 'loud' (debug, info, warn, error, fatal)"
         );
         assert!(run(&["--node-id=1024"]).is_err());
-        assert!(run(&["--tls-cert=x.pem"]).is_err());
+        assert!(run(&["--statsd-address=127.0.0.1:8125"]).is_err());
         assert!(run(&["--e2e-processing-latency-percentile=1.5"]).is_err());
+    }
+
+    #[test]
+    fn security_defaults_are_upstreams() {
+        let o = run(&[]).unwrap().security;
+        assert_eq!(o.https_address.to_string(), "0.0.0.0:4152");
+        assert_eq!(o.tls_required, TlsRequired::No);
+        assert_eq!(o.tls_client_auth_policy, ClientAuthPolicy::None);
+        assert_eq!(o.tls_min_version, TlsMinVersion::Tls12);
+        assert!(!o.tls_configured() && !o.auth_enabled());
+        assert_eq!(o.http_client_connect_timeout, Duration::from_secs(2));
+        assert_eq!(o.http_client_request_timeout, Duration::from_secs(5));
+    }
+
+    #[test]
+    fn tls_required_takes_a_bool_or_tcp_https() {
+        let required = |args: &[&str]| run(args).unwrap().security.tls_required;
+        assert_eq!(required(&["--tls-required"]), TlsRequired::Yes);
+        assert_eq!(required(&["--tls-required=true"]), TlsRequired::Yes);
+        assert_eq!(required(&["-tls-required=false"]), TlsRequired::No);
+        assert_eq!(
+            required(&["--tls-required=tcp-https"]),
+            TlsRequired::TcpHttps
+        );
+        assert_eq!(
+            required(&["--tls-client-auth-policy=require"]),
+            TlsRequired::Yes,
+            "a client auth policy implies TLS required, as upstream"
+        );
+        assert!(run(&["--tls-required=maybe"]).is_err());
+        assert!(run(&["--tls-client-auth-policy=sometimes"]).is_err());
+    }
+
+    #[test]
+    fn auth_addresses_repeat_and_timeouts_parse() {
+        let o = run(&[
+            "--auth-http-address=127.0.0.1:4181",
+            "--auth-http-address",
+            "http://auth.example/v1/auth",
+            "--http-client-request-timeout=250ms",
+            "--tls-min-version=tls1.3",
+        ])
+        .unwrap()
+        .security;
+        assert_eq!(
+            o.auth_http_addresses,
+            vec!["127.0.0.1:4181", "http://auth.example/v1/auth"]
+        );
+        assert!(o.auth_enabled());
+        assert_eq!(o.http_client_request_timeout, Duration::from_millis(250));
+        assert_eq!(o.tls_min_version, TlsMinVersion::Tls13);
+        assert!(run(&["--tls-min-version=tls9"]).is_err());
+        assert!(run(&["--http-client-connect-timeout=0s"]).is_err());
     }
 
     #[test]

@@ -35,6 +35,9 @@ pub enum StartError {
     /// io_uring (or the executor) is not available.
     #[error("{0}")]
     Executor(String),
+    /// A file named by the options is unusable (TLS certificate, key, authorities).
+    #[error("{0}")]
+    Config(String),
 }
 
 /// Shared between the shards and the thread that started them.
@@ -139,6 +142,7 @@ pub fn run(
     } else {
         opts.cores
     };
+    let opts = crate::conn::tls::prepare(opts).map_err(StartError::Config)?;
     check_exclusive(opts.tcp_address)?;
     check_exclusive(opts.http_address)?;
     let ends = mesh::build(shards);

@@ -12,6 +12,7 @@ use sluice_proto::{ErrorCode, MessageId, ProtoError};
 
 use super::cycle::{publish_error, Reader, Step};
 use super::shared::State;
+use super::transport::Upgrade;
 use super::{apply_timeouts_of, server_features};
 use crate::channel::{Channel, ChannelError, ConsumerId, ConsumerSettings};
 use crate::options::NSQ_VERSION;
@@ -32,7 +33,7 @@ impl Reader {
         }
         match cmd {
             Command::Identify(body) => self.identify(&body),
-            Command::Auth(_) => Err(ProtoError::new(ErrorCode::AuthDisabled, "AUTH disabled")),
+            Command::Auth(secret) => self.auth(&secret),
             Command::Sub { topic, channel } => self.sub(topic, channel),
             Command::Pub { topic, body } => self.publish(Verb::Pub, topic, vec![body], None),
             Command::Mpub { topic, bodies } => self.publish(Verb::Mpub, topic, bodies, None),
@@ -70,6 +71,25 @@ impl Reader {
             ProtoError::new(ErrorCode::IdentifyFailed, format!("IDENTIFY failed {e}"))
         })?;
         self.emit_response(&json);
+        let identity = self.conn.identity.borrow();
+        let upgrade = Upgrade {
+            tls: identity.tls_v1,
+            snappy: identity.snappy,
+            deflate: identity.deflate.then_some(identity.deflate_level),
+        };
+        // The layers go on after the response is written, before the next read (upstream's
+        // order); a connection upgrades once.
+        if (upgrade.tls || upgrade.snappy || upgrade.deflate.is_some())
+            && !self.stream().is_upgraded()
+        {
+            self.stream().request_upgrade(upgrade);
+        }
+        Ok(Step::Continue)
+    }
+
+    /// AUTH: the auth server is asked before the next read, and its answer sent then.
+    fn auth(&mut self, secret: &Bytes) -> Result<Step, ProtoError> {
+        self.stream().handle_auth(secret)?;
         Ok(Step::Continue)
     }
 
@@ -80,6 +100,8 @@ impl Reader {
                 "cannot SUB with heartbeats disabled",
             ));
         }
+        self.stream()
+            .check_auth("SUB", topic.as_str(), channel.as_str())?;
         let owner = crate::shard::shard_of(topic.as_str(), self.shard.count);
         if owner != self.shard.id {
             return Ok(Step::Handoff(owner, topic, channel));
@@ -124,6 +146,8 @@ impl Reader {
         bodies: Vec<Bytes>,
         defer: Option<std::time::Duration>,
     ) -> Result<Step, ProtoError> {
+        self.stream()
+            .check_auth(verb.as_str(), topic.as_str(), "")?;
         let owner = crate::shard::shard_of(topic.as_str(), self.shard.count);
         if owner != self.shard.id {
             self.forward(

@@ -5,7 +5,10 @@
 //! the glommio stream is dropped (closing the original descriptor and cancelling its armed
 //! poll), and the duplicate travels over the mesh with the bytes already read and the
 //! negotiated settings; the owner rebuilds a stream on its own reactor. Verified with glommio
-//! 0.9 in ARCHITECTURE.md ("Moving a connection to another shard works").
+//! 0.9 in ARCHITECTURE.md ("Moving a connection to another shard works"). The transport's
+//! [`Link`](super::transport::Link) goes along: the TLS session and the compression streams
+//! continue on the owner exactly where they stopped (rustls's and flate2's states are `Send`),
+//! with the AUTH answer and any plaintext not yet handed to the command decoder.
 //!
 //! This is one of the two places `unsafe` is allowed in the broker (STYLE.md §2).
 
@@ -39,14 +42,14 @@ pub async fn send(
     channel: Name,
     leftover: BytesMut,
 ) {
-    let Ok(cell) = Rc::try_unwrap(stream) else {
+    let Ok(transport) = Rc::try_unwrap(stream) else {
         tracing::error!(
             "handoff: socket still in use by client({}), closing",
             conn.remote
         );
         return;
     };
-    let stream = cell.into_inner();
+    let (stream, link) = transport.into_parts();
     // SAFETY: the descriptor belongs to `stream`, which is alive for the whole borrow.
     let borrowed = unsafe { BorrowedFd::borrow_raw(stream.as_raw_fd()) };
     let fd = match borrowed.try_clone_to_owned() {
@@ -65,6 +68,7 @@ pub async fn send(
         topic,
         channel,
         leftover,
+        link,
     };
     if shard
         .mesh

@@ -3,12 +3,19 @@
 //! Mirrors upstream `nsqd/tcp.go` and the IO loop of `nsqd/protocol_v2.go`. Each cycle reads what
 //! the socket has (up to [`READ_CHUNK`]), decodes every complete command, executes them in order
 //! ([`exec`]), then lets the writer send every reply and delivery in one write. Publishes to
-//! topics owned by another shard travel there as one batch per shard per cycle.
+//! topics owned by another shard travel there as one batch per shard per cycle. What IDENTIFY
+//! and AUTH add to the byte path (TLS, snappy, deflate, the auth server) is [`transport`]'s.
 
+pub mod auth;
+pub mod compress;
 mod cycle;
 pub mod exec;
 pub mod handoff;
+pub mod scan;
 pub mod shared;
+pub mod tls;
+pub mod tls_stream;
+pub mod transport;
 mod writer;
 
 use std::cell::RefCell;
@@ -25,6 +32,7 @@ use glommio::net::TcpStream;
 use sluice_proto::identify::{self, IdentifyRequest, Negotiated, ServerFeatures};
 use sluice_proto::v2::{self, FrameType, MAGIC_V2};
 use sluice_proto::{ErrorCode, ProtoError};
+use transport::Transport;
 
 use crate::shard::mesh::Handoff;
 use crate::shard::Shard;
@@ -33,17 +41,19 @@ use shared::ConnShared;
 /// The most bytes one read takes from the socket.
 pub const READ_CHUNK: usize = 64 * 1024;
 
-/// A socket shared by the reader and the writer of one connection (one thread; each borrow
-/// lasts one poll).
-pub type SharedStream = Rc<RefCell<TcpStream>>;
+/// A connection's socket and negotiated layers, shared by its reader and its writer (one
+/// thread; each borrow lasts one poll).
+pub type SharedStream = Rc<Transport>;
 
-/// The features this build offers in IDENTIFY (answered truthfully).
-pub fn server_features(_shard: &Shard) -> ServerFeatures {
+/// The features this broker offers in IDENTIFY: TLS when a certificate is loaded, snappy and
+/// deflate as `--snappy` and `--deflate` say, AUTH when an auth server is configured.
+pub fn server_features(shard: &Shard) -> ServerFeatures {
+    let opts = &shard.opts;
     ServerFeatures {
-        tls: false,
-        snappy: false,
-        deflate: false,
-        auth_required: false,
+        tls: opts.security.tls_config.is_some(),
+        snappy: opts.snappy,
+        deflate: opts.deflate,
+        auth_required: opts.security.auth_enabled(),
     }
 }
 
@@ -57,15 +67,18 @@ pub fn default_identity(shard: &Shard) -> Negotiated {
     }
 }
 
-/// Reads once from the socket into `buf`; returns the bytes read (0 at end of stream).
+/// Reads what the client sent next into `buf` (plaintext, whatever layers are on); returns the
+/// bytes added (0 at end of stream).
+///
+/// # Errors
+/// The socket's error, a broken TLS or compressed stream, or a refusal whose error frame is
+/// already queued; the connection closes.
 pub async fn read_some(
     stream: &SharedStream,
     scratch: &mut [u8],
     buf: &mut BytesMut,
 ) -> io::Result<usize> {
-    let n = poll_fn(|cx| Pin::new(&mut *stream.borrow_mut()).poll_read(cx, scratch)).await?;
-    buf.extend_from_slice(scratch.get(..n).unwrap_or_default());
-    Ok(n)
+    stream.read_into(scratch, buf).await
 }
 
 /// Serves a newly accepted connection until it closes or moves to another shard.
@@ -74,13 +87,14 @@ pub async fn serve(shard: Rc<Shard>, stream: TcpStream) {
         .peer_addr()
         .unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)));
     let _ = stream.set_nodelay(true);
-    let stream: SharedStream = Rc::new(RefCell::new(stream));
+    let stream = RefCell::new(stream);
     let mut scratch = vec![0u8; READ_CHUNK];
     let mut buf = BytesMut::with_capacity(READ_CHUNK);
     while buf.len() < MAGIC_V2.len() {
-        match read_some(&stream, &mut scratch, &mut buf).await {
+        let read = poll_fn(|cx| Pin::new(&mut *stream.borrow_mut()).poll_read(cx, &mut scratch));
+        match read.await {
             Ok(0) | Err(_) => return,
-            Ok(_) => {}
+            Ok(n) => buf.extend_from_slice(scratch.get(..n).unwrap_or_default()),
         }
     }
     let magic = buf.split_to(MAGIC_V2.len());
@@ -94,7 +108,11 @@ pub async fn serve(shard: Rc<Shard>, stream: TcpStream) {
         default_identity(&shard),
     ));
     tracing::debug!("TCP: new client({remote})");
-    run(shard, stream, conn, buf, scratch, None).await;
+    // What came with the magic goes through the transport, which may hold part of it back
+    // (see `transport`); the cycle starts with an empty buffer.
+    let transport = Transport::new(stream.into_inner(), conn.clone(), shard.opts.clone(), buf);
+    let buf = BytesMut::with_capacity(READ_CHUNK);
+    run(shard, Rc::new(transport), conn, buf, scratch, None).await;
 }
 
 /// Resumes a connection handed over by another shard: executes its SUB here, then serves it.
@@ -107,14 +125,20 @@ pub async fn resume(shard: Rc<Shard>, handoff: Box<Handoff>) {
         topic,
         channel,
         leftover,
+        link,
     } = *handoff;
     let stream = handoff::into_stream(fd);
     let remote = stream
         .peer_addr()
         .unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)));
-    let stream: SharedStream = Rc::new(RefCell::new(stream));
     let conn = Rc::new(ConnShared::new(client_id, remote, identity));
     conn.identified.set(identified);
+    let stream: SharedStream = Rc::new(Transport::resumed(
+        stream,
+        conn.clone(),
+        shard.opts.clone(),
+        link,
+    ));
     let scratch = vec![0u8; READ_CHUNK];
     run(
         shard,
@@ -162,7 +186,7 @@ async fn run(
 /// (upstream's read and write deadlines in `protocol_v2.go`).
 pub fn apply_timeouts(stream: &SharedStream, conn: &ConnShared) {
     let heartbeat = conn.identity.borrow().heartbeat_interval;
-    let s = stream.borrow();
+    let s = stream.socket();
     let _ = s.set_read_timeout(heartbeat.map(|h| h * 2));
     let _ = s.set_write_timeout(heartbeat.map(|h| h.max(Duration::from_secs(1))));
 }
@@ -174,7 +198,7 @@ fn apply_timeouts_of(reader: &cycle::Reader) {
 
 /// Answers a connection that did not start with `"  V2"`: an HTTP status line for what looks
 /// like HTTP (someone pointed a browser or curl at the TCP port), `E_BAD_PROTOCOL` otherwise.
-async fn refuse_protocol(stream: &SharedStream, magic: &[u8]) {
+async fn refuse_protocol(stream: &RefCell<TcpStream>, magic: &[u8]) {
     const HTTP_VERBS: [&[u8]; 7] = [
         b"GET ", b"POST", b"PUT ", b"HEAD", b"DELE", b"OPTI", b"PATC",
     ];
@@ -190,7 +214,7 @@ async fn refuse_protocol(stream: &SharedStream, magic: &[u8]) {
             ErrorCode::BadProtocol.as_str().as_bytes(),
         );
     }
-    let _ = writer::write_all(stream, &out).await;
+    let _ = transport::write_all(stream, &out).await;
 }
 
 /// The error a state check gives, as upstream words it: `cannot VERB in current state`.

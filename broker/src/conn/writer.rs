@@ -6,41 +6,26 @@
 //! shard produces in the same round joins the same write, then writes it all. Under load that
 //! is one write per delivery round, far below one per message; when idle it adds no latency,
 //! which is why `--output-buffer-timeout` is an upper bound here rather than a waiting time.
+//!
+//! A batch goes through the connection's negotiated layers (compression, TLS) in
+//! [`super::transport::Transport::write_batch`], still as one write; while the reader switches
+//! layers after IDENTIFY the writer holds its output.
 
-use std::future::poll_fn;
-use std::io;
-use std::pin::Pin;
 use std::rc::Rc;
 use std::time::Instant;
 
 use bytes::BytesMut;
 use futures_lite::future;
-use futures_lite::AsyncWrite;
 use sluice_proto::v2::{self, FrameType};
 
 use super::shared::ConnShared;
 use super::SharedStream;
 
-/// Writes all of `data`.
-///
-/// # Errors
-/// The socket's error; `WriteZero` if it accepts nothing.
-pub async fn write_all(stream: &SharedStream, data: &[u8]) -> io::Result<()> {
-    let mut written = 0;
-    while written < data.len() {
-        let rest = data.get(written..).unwrap_or_default();
-        let n = poll_fn(|cx| Pin::new(&mut *stream.borrow_mut()).poll_write(cx, rest)).await?;
-        if n == 0 {
-            return Err(io::ErrorKind::WriteZero.into());
-        }
-        written += n;
-    }
-    Ok(())
-}
-
 /// Runs until the connection is closed (then flushes what is left) or a write fails.
 pub async fn run(stream: SharedStream, conn: Rc<ConnShared>) {
     let mut spare = BytesMut::with_capacity(16 * 1024);
+    // Compressed or encrypted output of a batch (unused on the plain path).
+    let mut wire = Vec::new();
     let mut next_heartbeat = heartbeat_due(&conn, Instant::now());
     loop {
         match next_heartbeat {
@@ -69,9 +54,13 @@ pub async fn run(stream: SharedStream, conn: Rc<ConnShared>) {
             // Let the rest of this round's deliveries join the same write.
             future::yield_now().await;
         }
+        if stream.writer_paused() {
+            // The reader is switching layers; it wakes this task when done.
+            continue;
+        }
         std::mem::swap(&mut *conn.outbox.borrow_mut(), &mut spare);
-        if !spare.is_empty() {
-            let result = write_all(&stream, &spare).await;
+        if !spare.is_empty() || stream.has_pending_output() {
+            let result = stream.write_batch(&spare, &mut wire).await;
             spare.clear();
             if result.is_err() {
                 conn.closed.set(true);

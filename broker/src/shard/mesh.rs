@@ -61,6 +61,8 @@ pub struct Handoff {
     pub channel: Name,
     /// Bytes already read after the SUB line.
     pub leftover: BytesMut,
+    /// The connection's negotiated layers (TLS, compression), AUTH answer and held plaintext.
+    pub link: crate::conn::transport::Link,
 }
 
 /// An administrative operation on a topic or channel owned by the receiving shard.
