@@ -86,8 +86,13 @@ pub fn run(args: &BillionArgs) -> anyhow::Result<()> {
         .with_context(|| format!("writing {svg_path}"))?;
     if args.load.json {
         println!("{}", serde_json::to_string_pretty(&json)?);
-        return Ok(());
+    } else {
+        print_table(&report, &v, &format!("{json_path}, {svg_path}"));
     }
+    Ok(())
+}
+
+fn print_table(report: &Report, v: &Verdict, written: &str) {
     print!("{}", report.render());
     println!(
         "  {:<12} {:>8} {:>10} {:>10} {:>10} {:>10}",
@@ -105,7 +110,7 @@ pub fn run(args: &BillionArgs) -> anyhow::Result<()> {
         );
     }
     println!(
-        "  {:<12} {} msg/s sustained = {} a day: {} (wrote {json_path}, {svg_path})",
+        "  {:<12} {} msg/s sustained = {} a day: {} (wrote {written})",
         "billion",
         report::group(v.sustained_rate),
         report::group(v.daily_total),
@@ -115,7 +120,6 @@ pub fn run(args: &BillionArgs) -> anyhow::Result<()> {
             "NOT met"
         }
     );
-    Ok(())
 }
 
 #[cfg(test)]
