@@ -4,7 +4,10 @@
 //!
 //! `close: false` with no frames asserts "no reply": the connection is watched for
 //! [`QUIET_WINDOW`] and must neither send nor close. After listed frames, `close: false` only
-//! requires that nothing more has already arrived; a late extra frame surfaces at the next step.
+//! requires that nothing more has already arrived, and not even that when the connection's next
+//! step is another `expect` (the server may legitimately have sent those frames already, as
+//! nsqd's first compressed `OK` after a deflate upgrade); a late extra frame surfaces at the
+//! connection's next `expect`.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -51,17 +54,20 @@ impl Session {
     /// `step N (what on conn X): difference`.
     pub fn run_steps(&mut self, steps: &[Step]) -> Result<(), String> {
         for (index, step) in steps.iter().enumerate() {
-            self.run_step(step)
+            let followed_by_expect = next_on_same_conn(steps, index).is_some_and(|next| {
+                next.send.is_none() && !next.shutdown_write && next.expect.is_some()
+            });
+            self.run_step(step, followed_by_expect)
                 .map_err(|e| format!("step {index} ({}): {e}", describe_step(step)))?;
         }
         Ok(())
     }
 
-    /// Runs one step.
+    /// Runs one step; `followed_by_expect` says the connection's next step only reads.
     ///
     /// # Errors
     /// The step's expectation is not met, or the step is malformed.
-    pub fn run_step(&mut self, step: &Step) -> Result<(), String> {
+    pub fn run_step(&mut self, step: &Step, followed_by_expect: bool) -> Result<(), String> {
         if let Some(request) = &step.http {
             let body = decode(&request.body)?;
             let response = crate::http::request(
@@ -92,7 +98,7 @@ impl Session {
             conn.shutdown_write()?;
         }
         if let Some(expected) = &step.expect {
-            expect_frames(conn, step, expected)?;
+            expect_frames(conn, step, expected, followed_by_expect)?;
         }
         Ok(())
     }
@@ -106,6 +112,16 @@ impl Session {
             .get_mut(name)
             .ok_or_else(|| format!("connection {name} vanished"))
     }
+}
+
+/// The next TCP step (not `http`) on the same connection as `steps[index]`.
+fn next_on_same_conn(steps: &[Step], index: usize) -> Option<&Step> {
+    let conn = steps.get(index)?.conn.as_deref().unwrap_or(DEFAULT_CONN);
+    steps
+        .get(index + 1..)?
+        .iter()
+        .filter(|s| s.http.is_none())
+        .find(|s| s.conn.as_deref().unwrap_or(DEFAULT_CONN) == conn)
 }
 
 fn describe_step(step: &Step) -> String {
@@ -159,6 +175,7 @@ fn expect_frames(
     conn: &mut ReplayConn,
     step: &Step,
     expected: &[ExpectedFrame],
+    followed_by_expect: bool,
 ) -> Result<(), String> {
     let timeout = step
         .timeout_ms
@@ -204,6 +221,8 @@ fn expect_frames(
         expect_close(conn, timeout)
     } else if expected.is_empty() {
         expect_quiet(conn, QUIET_WINDOW)
+    } else if followed_by_expect {
+        Ok(())
     } else {
         expect_quiet(conn, Duration::ZERO)
     }
@@ -352,6 +371,47 @@ mod tests {
         let script = r#"[{"send": "  V2"}, {"expect": [], "close": false}]"#;
         let err = session.run_steps(&steps(script)).unwrap_err();
         assert!(err.contains("the server closed it"), "{err}");
+    }
+
+    #[test]
+    fn switches_to_deflate_including_bytes_already_received() {
+        use flate2::{Compress, Compression, FlushCompress};
+        let mut reply = b"\0\0\0\x06\0\0\0\0{}".to_vec();
+        let mut compressor = Compress::new(Compression::new(6), false);
+        let mut compressed = Vec::with_capacity(128);
+        let ok = b"\0\0\0\x06\0\0\0\0OK";
+        compressor
+            .compress_vec(ok, &mut compressed, FlushCompress::Sync)
+            .unwrap();
+        // The negotiation reply and the first compressed bytes arrive in one write.
+        reply.extend_from_slice(&compressed);
+        let addr = peer(4, reply, false);
+        let mut session = Session::new(addr, addr, Framing::V2);
+        let script = r#"[{"send": "  V2"},
+            {"expect": [{"raw": "\\x00\\x00\\x00\\x06\\x00\\x00\\x00\\x00{}"}],
+             "close": false, "switch_to": "deflate"},
+            {"expect": [{"raw": "\\x00\\x00\\x00\\x06\\x00\\x00\\x00\\x00OK"}],
+             "close": false, "inflated": true}]"#;
+        session.run_steps(&steps(script)).unwrap();
+    }
+
+    #[test]
+    fn an_extra_frame_already_received_fails_unless_the_next_step_reads() {
+        let two = b"\0\0\0\x06\0\0\0\0OK\0\0\0\x06\0\0\0\0OK".to_vec();
+        let ok = r#"{"raw": "\\x00\\x00\\x00\\x06\\x00\\x00\\x00\\x00OK"}"#;
+        let one_then_stop =
+            format!(r#"[{{"send": "  V2"}}, {{"expect": [{ok}], "close": false}}]"#);
+        let addr = peer(4, two.clone(), false);
+        let mut session = Session::new(addr, addr, Framing::V2);
+        let err = session.run_steps(&steps(&one_then_stop)).unwrap_err();
+        assert!(err.contains("expected no more frames"), "{err}");
+        let one_then_one = format!(
+            r#"[{{"send": "  V2"}}, {{"expect": [{ok}], "close": false}},
+                {{"expect": [{ok}], "close": false}}]"#
+        );
+        let addr = peer(4, two, false);
+        let mut session = Session::new(addr, addr, Framing::V2);
+        session.run_steps(&steps(&one_then_one)).unwrap();
     }
 
     #[test]
