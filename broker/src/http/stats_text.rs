@@ -22,7 +22,7 @@ fn version_line(version: &str) -> String {
 /// The whole text answer. `started_at` gives the uptime (with nanoseconds, as upstream).
 pub fn render(stats: &Stats, started_at: SystemTime, now: SystemTime) -> String {
     let mut w = String::new();
-    let start = UNIX_EPOCH + Duration::from_secs(u64::try_from(stats.start_time).unwrap_or(0));
+    let start = unix_secs(stats.start_time);
     let uptime = now.duration_since(started_at).unwrap_or_default();
     let _ = writeln!(w, "{}", version_line(&stats.version));
     let _ = writeln!(w, "start_time {}", go_time::rfc3339_utc(start));
@@ -124,9 +124,15 @@ fn nanos_to_human(v: f64) -> String {
     format!("{v:.1}{suffix}")
 }
 
+/// Unix seconds as a time (the epoch for values out of range).
+fn unix_secs(secs: i64) -> SystemTime {
+    let secs = Duration::from_secs(u64::try_from(secs).unwrap_or(0));
+    UNIX_EPOCH.checked_add(secs).unwrap_or(UNIX_EPOCH)
+}
+
 /// `ClientV2Stats.String`: a producer (with publish counts) or a consumer line.
 fn client_line(c: &ClientStats, now: SystemTime) -> String {
-    let connected = UNIX_EPOCH + Duration::from_secs(u64::try_from(c.connect_ts).unwrap_or(0));
+    let connected = unix_secs(c.connect_ts);
     let age = Duration::from_secs(now.duration_since(connected).unwrap_or_default().as_secs());
     let port = c
         .remote_address
