@@ -63,7 +63,8 @@ fn precreate(client: &HttpClient, broker_http: SocketAddr, seed: &Seed, mirror: 
     };
     let address = broker_http.to_string();
     for channel in channels {
-        // The topic may have been deleted meanwhile; creating a channel would bring it back.
+        // The topic may have been deleted meanwhile: stop asking (the broker would answer
+        // TOPIC_NOT_FOUND, as upstream's /channel/create does).
         let alive = mirror.lock().is_ok_and(|m| m.has_topic(&seed.topic));
         if !alive {
             return;
