@@ -43,14 +43,20 @@ pub fn run(
 ) {
     while !stop.load(Ordering::Relaxed) {
         match seeds.recv_timeout(STOP_POLL) {
-            Ok(seed) => precreate(client, broker_http, &seed, mirror),
+            Ok(seed) => precreate(client, broker_http, &seed, mirror, stop),
             Err(RecvTimeoutError::Timeout) => {}
             Err(RecvTimeoutError::Disconnected) => return,
         }
     }
 }
 
-fn precreate(client: &HttpClient, broker_http: SocketAddr, seed: &Seed, mirror: &Mutex<Mirror>) {
+fn precreate(
+    client: &HttpClient,
+    broker_http: SocketAddr,
+    seed: &Seed,
+    mirror: &Mutex<Mirror>,
+    stop: &AtomicBool,
+) {
     let channels = match lookupd_channels(client, seed) {
         Ok(channels) => channels,
         Err(e) => {
@@ -66,7 +72,7 @@ fn precreate(client: &HttpClient, broker_http: SocketAddr, seed: &Seed, mirror: 
         // The topic may have been deleted meanwhile: stop asking (the broker would answer
         // TOPIC_NOT_FOUND, as upstream's /channel/create does).
         let alive = mirror.lock().is_ok_and(|m| m.has_topic(&seed.topic));
-        if !alive {
+        if !alive || stop.load(Ordering::Relaxed) {
             return;
         }
         let target = format!("/channel/create?{}", query(&seed.topic, Some(&channel)));
