@@ -51,6 +51,9 @@ pub struct Control {
     pub lookupd_tcp_addresses: Mutex<Vec<String>>,
     /// Topic and channel creation and deletion, for the lookupd registration thread.
     pub events: crate::lookupd::Events,
+    /// Storage problems found by any shard (corruption, failed writes): `/ping` answers 500
+    /// and `/stats` shows them until restart.
+    pub problems: Mutex<Vec<String>>,
 }
 
 impl Control {
@@ -143,6 +146,7 @@ pub fn run(
         opts.cores
     };
     let opts = crate::conn::tls::prepare(opts).map_err(StartError::Config)?;
+    crate::storage::meta::check_data_dir(&opts.data_path, shards).map_err(StartError::Executor)?;
     check_exclusive(opts.tcp_address)?;
     check_exclusive(opts.http_address)?;
     let ends = mesh::build(shards);
@@ -235,6 +239,20 @@ async fn shard_main(
     ends: MeshEnds,
     ready: mpsc::Sender<Result<(), String>>,
 ) {
+    let opened = match crate::shard::open_storage(&opts, id) {
+        Ok((log, state, recovered)) => crate::shard::run::Opened {
+            log,
+            state,
+            recovered,
+        },
+        Err(e) => {
+            if id == 0 {
+                control.publish_bound(Err(e.clone()));
+            }
+            let _ = ready.send(Err(e));
+            return;
+        }
+    };
     let shared = if id == 0 {
         None
     } else {
@@ -258,7 +276,7 @@ async fn shard_main(
         control.publish_bound(Ok(bound));
     }
     let _ = ready.send(Ok(()));
-    crate::shard::run::serve(id, shards, opts, control, ends, tcp, http).await;
+    crate::shard::run::serve(id, shards, opts, control, ends, tcp, http, opened).await;
 }
 
 /// Polls the stop flag; resolves once it is set.
@@ -276,5 +294,6 @@ pub fn control(opts: &Options) -> Arc<Control> {
         bound_cv: Condvar::new(),
         lookupd_tcp_addresses: Mutex::new(opts.lookupd_tcp_addresses.clone()),
         events: crate::lookupd::Events::new(),
+        problems: Mutex::new(Vec::new()),
     })
 }

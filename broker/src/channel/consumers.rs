@@ -93,6 +93,15 @@ impl Consumers {
         self.map.get(&id)
     }
 
+    /// How many more messages the consumers could take now (sum of RDY minus in flight).
+    pub(crate) fn total_room(&self) -> u64 {
+        self.map
+            .values()
+            .filter(|c| !c.closed)
+            .map(|c| c.rdy.saturating_sub(c.in_flight))
+            .sum()
+    }
+
     /// Whether any consumer could take a message now.
     pub(crate) fn any_room(&self) -> bool {
         self.with_room > 0

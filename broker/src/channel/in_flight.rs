@@ -334,8 +334,7 @@ impl InFlight {
         deadlines.irregular_live = 0;
     }
 
-    /// The entries, in no particular order (for tests and invariant checks).
-    #[cfg(test)]
+    /// The entries, in no particular order.
     pub(crate) fn entries(&self) -> impl Iterator<Item = &InFlightEntry> {
         self.entries.values()
     }

@@ -562,6 +562,15 @@ impl Channel {
         queue.pop_front().map(|(_, m)| m)
     }
 
+    /// How many more messages its consumers could take now (RDY minus in flight, summed).
+    pub fn consumer_room(&self) -> u64 {
+        if self.paused {
+            0
+        } else {
+            self.consumers.total_room()
+        }
+    }
+
     /// Messages waiting for delivery (fresh and returned).
     pub fn ready_len(&self) -> usize {
         self.ready.len() + self.returned.len()

@@ -53,6 +53,11 @@ enum Out {
         index: usize,
         verb: Verb,
     },
+    /// A publish on this shard, acknowledged once the log reaches `ticket`.
+    Local {
+        verb: Verb,
+        ticket: u64,
+    },
 }
 
 /// The reader of one connection.
@@ -65,8 +70,12 @@ pub struct Reader {
     decoder: CommandDecoder,
     /// Publishes to forward this cycle, per shard.
     forward: Vec<Vec<PubItem>>,
-    /// Replies queued behind forwarded publishes (empty when nothing was forwarded).
+    /// Replies queued behind forwarded or not yet durable publishes (empty when none).
     outs: Vec<Out>,
+    /// The log position this cycle's local publishes wait for (0: none).
+    wait_ticket: u64,
+    /// The state version this cycle's replies wait for (0: none).
+    wait_state: u64,
 }
 
 impl Reader {
@@ -89,6 +98,8 @@ impl Reader {
             decoder,
             forward,
             outs: Vec::new(),
+            wait_ticket: 0,
+            wait_state: 0,
         }
     }
 
@@ -199,6 +210,28 @@ impl Reader {
         }
     }
 
+    /// Queues the `OK` of a publish on this shard, sent once the log reaches `ticket` (at once
+    /// for an ephemeral topic with nothing queued before it).
+    pub(super) fn hold_local(&mut self, verb: Verb, ticket: u64) {
+        if ticket == 0 && self.outs.is_empty() {
+            self.conn.send_response(v2::OK);
+            return;
+        }
+        self.wait_ticket = self.wait_ticket.max(ticket);
+        self.outs.push(Out::Local { verb, ticket });
+    }
+
+    /// Queues a response sent once the shard state reaches `version` (at once for 0).
+    pub(super) fn hold_state(&mut self, version: u64, data: &[u8]) {
+        if version == 0 {
+            self.emit_response(data);
+            return;
+        }
+        self.wait_state = self.wait_state.max(version);
+        self.outs
+            .push(Out::Frame(FrameType::Response, data.to_vec()));
+    }
+
     /// Queues a publish for the shard that owns its topic; its reply comes in order.
     pub(super) fn forward(&mut self, to: usize, verb: Verb, item: PubItem) {
         let Some(batch) = self.forward.get_mut(to) else {
@@ -246,6 +279,15 @@ impl Reader {
                 *slot = results;
             }
         }
+        let log_ok = self
+            .shard
+            .wait_durable(std::mem::take(&mut self.wait_ticket))
+            .await
+            .is_ok();
+        let state = std::mem::take(&mut self.wait_state);
+        if state > 0 {
+            let _ = self.shard.state_saved.wait_for(state).await;
+        }
         let mut failed = false;
         for out in std::mem::take(&mut self.outs) {
             if failed {
@@ -259,6 +301,15 @@ impl Reader {
                 Out::Error(e) => {
                     failed = e.is_fatal();
                     self.conn.send_error(&e);
+                }
+                Out::Local { verb, ticket } => {
+                    if ticket == 0 || log_ok {
+                        self.conn.send_response(v2::OK);
+                    } else {
+                        failed = true;
+                        let e = publish_error(verb, PublishError::Storage, 0);
+                        self.conn.send_error(&e);
+                    }
                 }
                 Out::Forwarded { shard, index, verb } => {
                     let result = answers
@@ -294,6 +345,7 @@ pub fn publish_error(verb: Verb, err: PublishError, mem_queue_size: usize) -> Pr
     let why = match err {
         PublishError::Full => format!("mem-queue-size {mem_queue_size} reached"),
         PublishError::Exiting => "exiting".to_owned(),
+        PublishError::Storage => "storage failed".to_owned(),
     };
     ProtoError::new(code, format!("{} failed {why}", verb.as_str()))
 }

@@ -120,13 +120,12 @@ impl Reader {
                 sample_rate: identity.sample_rate,
             }
         };
-        let now = Instant::now();
-        self.shard
-            .with_topic(topic.as_str(), |t| {
-                t.channel_or_create(now, channel.as_str())
-                    .add_consumer(consumer, settings)
-            })
-            .map_err(|e| sub_failed(topic, channel, e))?;
+        let (added, version) = self
+            .shard
+            .with_channel(topic.as_str(), channel.as_str(), |c| {
+                c.add_consumer(consumer, settings)
+            });
+        added.map_err(|e| sub_failed(topic, channel, e))?;
         self.conn.state.set(State::Subscribed);
         *self.conn.subscription.borrow_mut() =
             Some((topic.as_str().to_owned(), channel.as_str().to_owned()));
@@ -135,7 +134,9 @@ impl Reader {
             .borrow_mut()
             .insert(consumer, self.conn.clone());
         self.shard.mark_dirty(topic.as_str());
-        self.emit_response(v2::OK);
+        // A new channel is in the saved state before the consumer hears OK, so that a restart
+        // keeps delivering to it everything published from now on.
+        self.hold_state(version, v2::OK);
         Ok(())
     }
 
@@ -148,6 +149,7 @@ impl Reader {
     ) -> Result<Step, ProtoError> {
         self.stream()
             .check_auth(verb.as_str(), topic.as_str(), "")?;
+        self.conn.count_pub(topic.as_str(), bodies.len() as u64);
         let owner = crate::shard::shard_of(topic.as_str(), self.shard.count);
         if owner != self.shard.id {
             self.forward(
@@ -161,12 +163,12 @@ impl Reader {
             );
             return Ok(Step::Continue);
         }
-        let results = self
+        let mut results = self
             .shard
             .publish_local([(topic.as_str().to_owned(), bodies, defer)]);
-        match results.into_iter().next() {
-            Some(Ok(())) => {
-                self.emit_response(v2::OK);
+        match results.pop() {
+            Some(Ok(ticket)) => {
+                self.hold_local(verb, ticket);
                 Ok(Step::Continue)
             }
             Some(Err(e)) => Err(publish_error(verb, e, self.shard.opts.mem_queue_size)),

@@ -74,6 +74,8 @@ pub struct ConnShared {
     pub ready_count: Cell<u64>,
     /// Counters.
     pub counters: Cell<Counters>,
+    /// Messages published, per topic, in first-publish order (upstream `pub_counts`).
+    pub pub_counts: RefCell<Vec<(String, u64)>>,
 }
 
 impl ConnShared {
@@ -92,6 +94,7 @@ impl ConnShared {
             subscription: RefCell::new(None),
             ready_count: Cell::new(0),
             counters: Cell::new(Counters::default()),
+            pub_counts: RefCell::new(Vec::new()),
         }
     }
 
@@ -121,6 +124,15 @@ impl ConnShared {
         let mut c = self.counters.get();
         f(&mut c);
         self.counters.set(c);
+    }
+
+    /// Counts `n` messages published to `topic`.
+    pub fn count_pub(&self, topic: &str, n: u64) {
+        let mut counts = self.pub_counts.borrow_mut();
+        match counts.iter_mut().find(|(t, _)| t == topic) {
+            Some((_, count)) => *count += n,
+            None => counts.push((topic.to_owned(), n)),
+        }
     }
 
     /// Marks the connection closed and wakes the writer so it exits.

@@ -29,12 +29,20 @@ impl Health {
     }
 }
 
-/// The health of the broker as seen from `shard`.
-///
-/// Nothing can fail yet: messages live in memory. This is where a shard whose storage failed
-/// (and is poisoned, see STYLE.md §5) will report `Failing`, once the segment log exists.
-pub fn health(_shard: &Shard) -> Health {
-    Health::Ok
+/// The health of the broker: failing once any shard reported a storage problem (a failed
+/// write or fsync poisons that shard's log; corruption found at start-up), until restart.
+pub fn health(shard: &Shard) -> Health {
+    let problems = shard
+        .control
+        .problems
+        .lock()
+        .map(|p| p.clone())
+        .unwrap_or_default();
+    match problems.first() {
+        None => Health::Ok,
+        Some(first) if problems.len() == 1 => Health::Failing(first.clone()),
+        Some(first) => Health::Failing(format!("{first} (and {} more)", problems.len() - 1)),
+    }
 }
 
 /// `GET /ping`: `OK`, or 500 with the health text (upstream's `PlainText` decorator: no

@@ -29,7 +29,9 @@ pub async fn publish(
 ) -> Result<(), PublishError> {
     let owner = shard_of(topic, shard.count);
     if owner == shard.id {
-        let mut results = shard.publish_local([(topic.to_owned(), bodies, defer)]);
+        let mut results = shard
+            .publish_durable([(topic.to_owned(), bodies, defer)])
+            .await;
         return results.pop().unwrap_or(Err(PublishError::Exiting));
     }
     let items = vec![PubItem {
@@ -57,7 +59,9 @@ pub async fn publish(
 pub async fn admin(shard: &Shard, topic: &str, op: AdminOp) -> Result<AdminResult, MeshClosed> {
     let owner = shard_of(topic, shard.count);
     if owner == shard.id {
-        return Ok(shard.admin_local(&op));
+        let result = shard.admin_local(&op);
+        shard.state_durable().await;
+        return Ok(result);
     }
     let rx = shard
         .mesh
@@ -80,21 +84,8 @@ pub async fn create_channel(
     topic: &str,
     channel: &str,
 ) -> Result<AdminResult, MeshClosed> {
+    // The owner checks that the topic exists and creates the channel in one step.
     let op = AdminOp::CreateChannel(topic.to_owned(), channel.to_owned());
-    if shard_of(topic, shard.count) == shard.id {
-        if !shard.topics.borrow().contains_key(topic) {
-            return Ok(AdminResult::TopicNotFound);
-        }
-        return Ok(shard.admin_local(&op));
-    }
-    let query = StatsQuery {
-        topic: Some(topic.to_owned()),
-        channel: None,
-        include_clients: false,
-    };
-    if topic_stats(shard, &query).await?.is_empty() {
-        return Ok(AdminResult::TopicNotFound);
-    }
     admin(shard, topic, op).await
 }
 

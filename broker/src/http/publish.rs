@@ -150,6 +150,10 @@ fn published(verb: &str, result: Result<(), PublishError>, mem_queue_size: usize
             &format!("{verb}_FAILED mem-queue-size {mem_queue_size} reached"),
         ),
         Err(PublishError::Exiting) => Reply::v1_error(StatusCode::SERVICE_UNAVAILABLE, "EXITING"),
+        // Upstream answers 500 when a message cannot be written to its disk queue.
+        Err(PublishError::Storage) => {
+            Reply::v1_error(StatusCode::INTERNAL_SERVER_ERROR, &format!("{verb}_FAILED"))
+        }
     }
 }
 

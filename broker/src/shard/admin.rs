@@ -12,7 +12,8 @@ use crate::conn::shared::ConnShared;
 use crate::topic::Topic;
 
 impl Shard {
-    /// Applies an administrative operation to a topic owned here.
+    /// Applies an administrative operation to a topic owned here. The change is in the saved
+    /// state once [`Shard::state_durable`] returns.
     pub fn admin_local(&self, op: &AdminOp) -> AdminResult {
         let now = Instant::now();
         let result = match op {
@@ -25,16 +26,23 @@ impl Shard {
             AdminOp::PauseTopic(t, true) => self.on_topic(t, Topic::pause),
             AdminOp::PauseTopic(t, false) => self.on_topic(t, |topic| topic.unpause(now)),
             AdminOp::CreateChannel(t, c) => {
-                self.with_topic(t, |topic| {
-                    topic.channel_or_create(now, c);
-                });
+                // Upstream's /channel/create never creates the topic.
+                if !self.topics.borrow().contains_key(t) {
+                    return AdminResult::TopicNotFound;
+                }
+                self.with_channel(t, c, |_| ());
                 AdminResult::Ok
             }
             AdminOp::DeleteChannel(t, c) => self.delete_channel(t, c),
-            AdminOp::EmptyChannel(t, c) => self.on_channel(t, c, Channel::empty),
+            AdminOp::EmptyChannel(t, c) => self.on_topic_channel(t, c, |topic| {
+                topic.empty_channel(c);
+            }),
             AdminOp::PauseChannel(t, c, true) => self.on_channel(t, c, Channel::pause),
             AdminOp::PauseChannel(t, c, false) => self.on_channel(t, c, Channel::unpause),
         };
+        if result == AdminResult::Ok {
+            self.state_changed();
+        }
         if let AdminOp::PauseTopic(t, false)
         | AdminOp::PauseChannel(t, _, false)
         | AdminOp::CreateChannel(t, _) = op
@@ -43,6 +51,29 @@ impl Shard {
             self.deliver(now);
         }
         result
+    }
+
+    /// Waits until every change made so far is in the saved state.
+    pub async fn state_durable(&self) {
+        let version = self.state_version.get();
+        let _ = self.state_saved.wait_for(version).await;
+    }
+
+    fn on_topic_channel(
+        &self,
+        topic: &str,
+        channel: &str,
+        f: impl FnOnce(&mut Topic),
+    ) -> AdminResult {
+        let mut topics = self.topics.borrow_mut();
+        let Some(t) = topics.get_mut(topic) else {
+            return AdminResult::TopicNotFound;
+        };
+        if t.channel(channel).is_none() {
+            return AdminResult::ChannelNotFound;
+        }
+        f(t);
+        AdminResult::Ok
     }
 
     fn on_topic(&self, name: &str, f: impl FnOnce(&mut Topic)) -> AdminResult {
@@ -78,6 +109,7 @@ impl Shard {
         for channel in topic.channels() {
             self.disconnect_consumers_of(name, channel.name());
         }
+        self.control.events.topic_deleted(name);
         AdminResult::Ok
     }
 
@@ -94,6 +126,7 @@ impl Shard {
         }
         tracing::info!("CHANNEL({channel}): deleting");
         self.disconnect_consumers_of(topic, channel);
+        self.control.events.channel_deleted(topic, channel);
         AdminResult::Ok
     }
 
@@ -125,27 +158,36 @@ impl Shard {
             .filter(|t| query.topic.as_deref().is_none_or(|q| q == t.name()))
             .map(|t| {
                 let mut channels: Vec<ChannelStats> = t
-                    .channels()
+                    .slots()
                     .iter()
-                    .filter(|c| query.channel.as_deref().is_none_or(|q| q == c.name()))
-                    .map(|c| {
-                        channel_stats(c, now_wall, query.include_clients, &|id| {
-                            consumers.get(&id).cloned()
-                        })
+                    .filter(|s| {
+                        query
+                            .channel
+                            .as_deref()
+                            .is_none_or(|q| q == s.channel.name())
+                    })
+                    .map(|s| {
+                        let mut stats =
+                            channel_stats(&s.channel, now_wall, query.include_clients, &|id| {
+                                consumers.get(&id).cloned()
+                            });
+                        let in_log = s.backlog.as_ref().map_or(0, |b| b.pending) as i64;
+                        stats.depth += in_log;
+                        stats.backend_depth = in_log;
+                        stats
                     })
                     .collect();
                 channels.sort_by(|a, b| a.channel_name.cmp(&b.channel_name));
-                let waiting = t.depth() as i64;
                 TopicStats {
                     topic_name: t.name().to_owned(),
                     channels,
-                    depth: waiting,
-                    backend_depth: 0,
+                    depth: t.depth() as i64,
+                    backend_depth: t.backend_depth() as i64,
                     message_count: t.message_count(),
                     message_bytes: t.message_bytes(),
                     paused: t.is_paused(),
                     e2e_processing_latency: json_e2e(E2eLatency::merged(
-                        t.channels().iter().filter_map(Channel::e2e),
+                        t.channels().filter_map(Channel::e2e),
                         now_wall,
                     )),
                 }
@@ -218,6 +260,15 @@ pub fn client_stats(conn: &ConnShared) -> ClientStats {
         snappy: identity.snappy,
         user_agent: identity.user_agent.clone(),
         tls: identity.tls_v1,
+        pub_counts: conn
+            .pub_counts
+            .borrow()
+            .iter()
+            .map(|(topic, count)| http_json::PubCount {
+                topic: topic.clone(),
+                count: *count,
+            })
+            .collect(),
         ..ClientStats::default()
     }
 }

@@ -38,10 +38,12 @@ pub struct PubItem {
 /// Why a publish failed on its owning shard.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PublishError {
-    /// A destination had no room (in-memory stage).
+    /// A destination had no room (kept for callers; the segment log never refuses for room).
     Full,
     /// The topic is being deleted or the shard is exiting.
     Exiting,
+    /// The shard's segment log failed: it refuses publishes until restart.
+    Storage,
 }
 
 /// A subscriber moving to the shard that owns its topic.

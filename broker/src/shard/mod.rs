@@ -7,6 +7,7 @@
 mod admin;
 pub mod mesh;
 pub mod run;
+mod storage;
 mod timer;
 
 use std::cell::{Cell, RefCell};
@@ -22,9 +23,15 @@ use crate::channel::{ChannelOptions, ConsumerId, E2eConfig};
 use crate::conn::shared::ConnShared;
 use crate::options::Options;
 use crate::runtime::Control;
-use crate::topic::{Topic, TopicError};
+use crate::signal::Signal;
+use crate::storage::log::{SegmentLog, TopicSpan};
+use crate::storage::meta::ShardState;
+use crate::storage::record;
+use crate::storage::watermark::Watermark;
+use crate::topic::Topic;
 
 pub use mesh::{Mesh, PublishError};
+pub use storage::open as open_storage;
 pub use timer::Timer;
 
 /// The most deliveries one channel makes in one call, so one busy channel cannot starve the
@@ -68,6 +75,7 @@ pub struct Shard {
     dirty: RefCell<Vec<String>>,
     ids: RefCell<IdGenerator>,
     next_client: Cell<u64>,
+    last_incarnation: Cell<u64>,
     /// The cross-shard queues.
     pub mesh: Mesh,
     /// The in-flight and deferred timer.
@@ -76,31 +84,53 @@ pub struct Shard {
     pub started_at: SystemTime,
     /// Broker-wide state shared by every shard (stop flag, bound addresses, runtime config).
     pub control: Arc<Control>,
+    /// The segment log of this shard's durable topics.
+    pub log: Rc<SegmentLog>,
+    /// Wakes the refiller (a channel with a backlog has room).
+    refill_wake: Signal,
+    /// Bumped by every change the saved state must show.
+    pub(crate) state_version: Cell<u64>,
+    /// The state version last saved.
+    pub state_saved: Watermark,
+    state_wake: Signal,
+    last_saved: RefCell<Option<ShardState>>,
 }
 
 impl Shard {
-    /// A shard with no topics.
+    /// A shard with no topics, over its (opened) log.
     pub fn new(
         id: usize,
         count: usize,
         opts: Arc<Options>,
         mesh: Mesh,
         control: Arc<Control>,
+        log: Rc<SegmentLog>,
     ) -> Shard {
         Shard {
             id,
             count,
-            ids: RefCell::new(IdGenerator::new(opts.node_id)),
+            ids: RefCell::new(IdGenerator::with_stride(
+                opts.node_id,
+                id as u64,
+                count as u64,
+            )),
             opts,
             topics: RefCell::new(HashMap::new()),
             consumers: RefCell::new(HashMap::new()),
             clients: RefCell::new(HashMap::new()),
             dirty: RefCell::new(Vec::new()),
             next_client: Cell::new(1),
+            last_incarnation: Cell::new(0),
             mesh,
             timer: Timer::default(),
             started_at: SystemTime::now(),
             control,
+            log,
+            refill_wake: Signal::default(),
+            state_version: Cell::new(0),
+            state_saved: Watermark::new(0),
+            state_wake: Signal::default(),
+            last_saved: RefCell::new(None),
         }
     }
 
@@ -135,32 +165,149 @@ impl Shard {
         }
     }
 
+    /// An empty topic of this shard.
+    pub fn new_topic(&self, name: &str, incarnation: u64) -> Topic {
+        Topic::new(
+            name,
+            incarnation,
+            self.opts.mem_queue_size,
+            self.channel_options(),
+        )
+    }
+
+    /// A fresh incarnation number: larger than any issued before on this shard.
+    fn next_incarnation(&self) -> u64 {
+        let now = u64::try_from(wall_ns(SystemTime::now())).unwrap_or(0);
+        let next = now.max(self.last_incarnation.get() + 1);
+        self.last_incarnation.set(next);
+        next
+    }
+
     /// Runs `f` on the topic named `name`, creating it first if needed.
     pub fn with_topic<R>(&self, name: &str, f: impl FnOnce(&mut Topic) -> R) -> R {
         let mut topics = self.topics.borrow_mut();
-        let topic = topics.entry(name.to_owned()).or_insert_with(|| {
+        if !topics.contains_key(name) {
             tracing::info!("TOPIC({name}): created");
-            Topic::new(name, self.opts.mem_queue_size, self.channel_options())
-        });
-        f(topic)
+            let topic = self.new_topic(name, self.next_incarnation());
+            topics.insert(name.to_owned(), topic);
+            self.control.events.topic_created(name);
+            self.state_changed();
+        }
+        match topics.get_mut(name) {
+            Some(topic) => f(topic),
+            None => unreachable!("topic {name} was just inserted"),
+        }
     }
 
-    /// Publishes batches to topics owned here; one result per batch, in order.
+    /// Runs `f` on channel `channel` of `topic`, creating both if needed; returns the state
+    /// version to wait for when the channel was created (0 when it existed).
+    pub fn with_channel<R>(
+        &self,
+        topic: &str,
+        channel: &str,
+        f: impl FnOnce(&mut crate::channel::Channel) -> R,
+    ) -> (R, u64) {
+        let now = Instant::now();
+        let mut created = false;
+        let result = self.with_topic(topic, |t| {
+            created = t.channel(channel).is_none();
+            f(t.channel_or_create(now, channel))
+        });
+        let version = if created {
+            tracing::info!("TOPIC({topic}): new channel({channel})");
+            self.control.events.channel_created(topic, channel);
+            self.state_changed()
+        } else {
+            0
+        };
+        (result, version)
+    }
+
+    /// Publishes batches to topics owned here; one result per batch, in order: the log position
+    /// to wait for before answering `OK` (0 for an ephemeral topic), or why it failed.
     pub fn publish_local(
         &self,
         items: impl IntoIterator<Item = (String, Vec<Bytes>, Option<Duration>)>,
-    ) -> Vec<Result<(), PublishError>> {
+    ) -> Vec<Result<u64, PublishError>> {
         let now = Instant::now();
         let now_wall = wall_ns(SystemTime::now());
         let mut results = Vec::new();
         for (topic, bodies, defer) in items {
             let messages = self.make_messages(now_wall, bodies);
-            let result = self.with_topic(&topic, |t| t.put_batch(now, messages, defer));
-            results.push(result.map_err(|TopicError::Full| PublishError::Full));
+            let result = self.with_topic(&topic, |t| self.put(t, now, now_wall, messages, defer));
+            results.push(result);
             self.mark_dirty(&topic);
         }
         self.deliver(now);
         results
+    }
+
+    /// Appends a batch to the log (durable topics) and hands it to the topic.
+    fn put(
+        &self,
+        topic: &mut Topic,
+        now: Instant,
+        now_wall: i64,
+        messages: Vec<Message>,
+        defer: Option<Duration>,
+    ) -> Result<u64, PublishError> {
+        if !topic.is_durable() {
+            topic.put_batch(now, messages, defer, None);
+            return Ok(0);
+        }
+        let Some(last) = messages.last() else {
+            return Ok(0);
+        };
+        let span = TopicSpan {
+            incarnation: topic.incarnation(),
+            max_id: crate::topic::key(last),
+        };
+        let due_ns = defer.map_or(0, |d| now_wall.saturating_add(d.as_nanos() as i64));
+        let record_pos = self.log.appended();
+        let (name, incarnation) = (topic.name(), topic.incarnation());
+        let end = self
+            .log
+            .append(name, span, messages.len() as u64, |buf| {
+                record::put_batch(buf, name, incarnation, messages.iter().map(|m| (m, due_ns)));
+            })
+            .map_err(|_| PublishError::Storage)?;
+        topic.put_batch(now, messages, defer, Some(record_pos));
+        Ok(end)
+    }
+
+    /// Waits until a publish answered by [`Shard::publish_local`] may be acknowledged.
+    ///
+    /// # Errors
+    /// [`PublishError::Storage`] when the log failed first.
+    pub async fn wait_durable(&self, ticket: u64) -> Result<(), PublishError> {
+        if ticket == 0 {
+            return Ok(());
+        }
+        self.log
+            .wait_durable(ticket)
+            .await
+            .map_err(|_| PublishError::Storage)
+    }
+
+    /// Publishes and waits until every batch may be acknowledged.
+    pub async fn publish_durable(
+        &self,
+        items: impl IntoIterator<Item = (String, Vec<Bytes>, Option<Duration>)>,
+    ) -> Vec<Result<(), PublishError>> {
+        let results = self.publish_local(items);
+        let ticket = results
+            .iter()
+            .filter_map(|r| r.as_ref().ok())
+            .copied()
+            .max();
+        let durable = match ticket {
+            Some(t) => self.wait_durable(t).await,
+            None => Ok(()),
+        };
+        results
+            .into_iter()
+            .map(|r| r.and_then(|t| if t == 0 { Ok(()) } else { durable }))
+            .collect()
     }
 
     fn make_messages(&self, now_wall: i64, bodies: Vec<Bytes>) -> Vec<Message> {
@@ -184,8 +331,8 @@ impl Shard {
         }
     }
 
-    /// Delivers whatever the dirty topics' channels can hand to their consumers, then re-arms the
-    /// timer if a deadline moved earlier.
+    /// Delivers whatever the dirty topics' channels can hand to their consumers, re-arms the
+    /// timer if a deadline moved earlier, and wakes the refiller for channels with a backlog.
     pub fn deliver(&self, now: Instant) {
         let dirty = std::mem::take(&mut *self.dirty.borrow_mut());
         if dirty.is_empty() {
@@ -198,18 +345,27 @@ impl Shard {
                 conn.send_message(msg);
             }
         };
+        let mut refill = false;
         for name in &dirty {
             let Some(topic) = topics.get_mut(name) else {
                 continue;
             };
-            for channel in topic.channels_mut() {
-                while channel.wants_delivery() {
-                    if channel.poll_deliveries(now, DELIVERY_BATCH_MAX, &mut sink) == 0 {
+            for slot in topic.slots_mut() {
+                while slot.channel.wants_delivery() {
+                    if slot
+                        .channel
+                        .poll_deliveries(now, DELIVERY_BATCH_MAX, &mut sink)
+                        == 0
+                    {
                         break;
                     }
                 }
+                refill |= slot.backlog.is_some();
             }
             self.timer.note(topic.next_deadline());
+        }
+        if refill {
+            self.refill_wake.notify();
         }
     }
 
@@ -269,11 +425,15 @@ impl Shard {
             if channel.options().ephemeral && channel.consumer_count() == 0 {
                 tracing::info!("CHANNEL({channel_name}): deleting (ephemeral, no consumers)");
                 topic.delete_channel(&channel_name);
+                self.control
+                    .events
+                    .channel_deleted(&topic_name, &channel_name);
             }
         }
-        if topic.is_ephemeral() && topic.channels().is_empty() {
+        if topic.is_ephemeral() && topic.has_no_channel() {
             tracing::info!("TOPIC({topic_name}): deleting (ephemeral, no channels)");
             topics.remove(&topic_name);
+            self.control.events.topic_deleted(&topic_name);
         } else {
             drop(topics);
             self.mark_dirty(&topic_name);

@@ -9,10 +9,23 @@ use futures_lite::future;
 use glommio::channels::shared_channel::ConnectedReceiver;
 use glommio::net::TcpListener;
 
-use super::mesh::{Mesh, MeshEnds, Reply, Request};
+use super::mesh::{Mesh, MeshEnds, PubItem, Reply, Request};
 use super::Shard;
 use crate::options::Options;
 use crate::runtime::{stopped, Control};
+use crate::storage::log::SegmentLog;
+use crate::storage::meta::ShardState;
+use crate::storage::recovery::Recovered;
+
+/// A shard's storage, opened before it serves.
+pub struct Opened {
+    /// The log.
+    pub log: Rc<SegmentLog>,
+    /// The saved state.
+    pub state: ShardState,
+    /// What recovery read.
+    pub recovered: Recovered,
+}
 
 /// Runs shard `id` until the broker stops.
 pub async fn serve(
@@ -23,9 +36,30 @@ pub async fn serve(
     ends: MeshEnds,
     tcp: TcpListener,
     http: TcpListener,
+    opened: Opened,
 ) {
     let (mesh, inbound) = Mesh::connect(ends).await;
-    let shard = Rc::new(Shard::new(id, shards, opts, mesh, control.clone()));
+    let Opened {
+        log,
+        state,
+        recovered,
+    } = opened;
+    let shard = Rc::new(Shard::new(
+        id,
+        shards,
+        opts,
+        mesh,
+        control.clone(),
+        log.clone(),
+    ));
+    shard.restore(&state, &recovered);
+    drop(recovered);
+    glommio::spawn_local(log.clone().run_writer()).detach();
+    glommio::spawn_local(shard.clone().run_refiller()).detach();
+    glommio::spawn_local(shard.clone().run_saver()).detach();
+    if let Some(why) = log.poisoned() {
+        shard.report_problem(why);
+    }
     for (from, rx) in inbound.requests {
         glommio::spawn_local(handle_requests(shard.clone(), from, rx)).detach();
     }
@@ -53,25 +87,31 @@ pub async fn serve(
             tracing::info!("TCP: closing {addr}");
         }
     }
+    // Clean shutdown: everything appended is written and synced, then the state is saved.
+    if let Err(why) = shard.log.flush().await {
+        shard.report_problem(why);
+    }
+    shard.save_state().await;
 }
 
 async fn handle_requests(shard: Rc<Shard>, from: usize, rx: ConnectedReceiver<Request>) {
     while let Some(request) = rx.recv().await {
         match request {
             Request::Publish { token, items } => {
-                let results = shard.publish_local(
-                    items
-                        .into_iter()
-                        .map(|i| (i.topic.as_str().to_owned(), i.bodies, i.defer)),
-                );
-                shard.mesh.reply(from, token, Reply::Publish(results)).await;
+                // The reply waits for the log; the next request need not.
+                glommio::spawn_local(publish_and_reply(shard.clone(), from, token, items)).detach();
             }
             Request::Handoff(handoff) => {
                 glommio::spawn_local(crate::conn::resume(shard.clone(), handoff)).detach();
             }
             Request::Admin { token, op } => {
                 let result = shard.admin_local(&op);
-                shard.mesh.reply(from, token, Reply::Admin(result)).await;
+                let shard = shard.clone();
+                glommio::spawn_local(async move {
+                    shard.state_durable().await;
+                    shard.mesh.reply(from, token, Reply::Admin(result)).await;
+                })
+                .detach();
             }
             Request::Stats { token, query } => {
                 let stats = shard.stats_local(&query);
@@ -79,6 +119,17 @@ async fn handle_requests(shard: Rc<Shard>, from: usize, rx: ConnectedReceiver<Re
             }
         }
     }
+}
+
+async fn publish_and_reply(shard: Rc<Shard>, from: usize, token: u64, items: Vec<PubItem>) {
+    let results = shard
+        .publish_durable(
+            items
+                .into_iter()
+                .map(|i| (i.topic.as_str().to_owned(), i.bodies, i.defer)),
+        )
+        .await;
+    shard.mesh.reply(from, token, Reply::Publish(results)).await;
 }
 
 async fn handle_replies(shard: Rc<Shard>, rx: ConnectedReceiver<(u64, Reply)>) {

@@ -247,12 +247,14 @@ impl SegmentLog {
             return Ok(file);
         }
         let path = segment_path(&self.dir, base);
-        let file = match BufferedFile::open(&path).await {
-            Ok(f) => f,
-            Err(_) => BufferedFile::create(&path)
-                .await
-                .map_err(|e| std::io::Error::other(e.to_string()))?,
-        };
+        // Read and write: the writer appends, the refiller reads back.
+        let file = glommio::io::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .buffered_open(&path)
+            .await
+            .map_err(|e| std::io::Error::other(e.to_string()))?;
         let file = Rc::new(file);
         if let Some(s) = self.segments.borrow_mut().get_mut(&base) {
             s.file = Some(file.clone());
@@ -380,8 +382,13 @@ impl SegmentLog {
         Ok(())
     }
 
+    /// The base of the oldest segment.
+    pub fn first_base(&self) -> Option<u64> {
+        self.segments.borrow().keys().next().copied()
+    }
+
     /// The segment containing `pos`: its base and the position after it.
-    fn segment_at(&self, pos: u64) -> Option<(u64, u64)> {
+    pub fn segment_at(&self, pos: u64) -> Option<(u64, u64)> {
         let segments = self.segments.borrow();
         let (base, s) = segments.range(..=pos).next_back()?;
         Some((*base, base + s.len))

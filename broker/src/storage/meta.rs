@@ -25,6 +25,10 @@ pub struct DataDirInfo {
 pub struct ShardState {
     /// Format version.
     pub version: u32,
+    /// The newest topic incarnation issued when this was saved: a topic found in the log with a
+    /// newer one was created after the save (and is restored); one with an older one that is
+    /// not listed here was deleted (and stays deleted).
+    pub last_incarnation: u64,
     /// Its topics.
     pub topics: Vec<TopicState>,
 }
@@ -175,6 +179,7 @@ mod tests {
         assert_eq!(load_shard_state(&dir).unwrap(), ShardState::default());
         let state = ShardState {
             version: 1,
+            last_incarnation: 9,
             topics: vec![TopicState {
                 name: "t".into(),
                 incarnation: 9,

@@ -4,11 +4,13 @@
 //! - [`record`]: the on-disk record format (pure).
 //! - [`log`]: segment files, group commit, the fsync policy, poisoning.
 //! - [`recovery`]: reading segments back at start-up, torn tails, corruption.
+//! - [`reader`]: reading a topic's messages back for channels with a backlog.
 //! - [`meta`]: the shard's saved state (topics, channels, cursors) and the data directory.
 //! - [`watermark`]: positions publishers wait on.
 
 pub mod log;
 pub mod meta;
+pub mod reader;
 pub mod record;
 pub mod recovery;
 pub mod watermark;
