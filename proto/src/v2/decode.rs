@@ -149,7 +149,8 @@ impl CommandDecoder {
             Ok(Some(line_len)) => line_len,
             Ok(None) => return Ok(None),
             Err(err) => {
-                self.last_verb = leading_verb(buf);
+                let window = buf.get(..self.limits.max_line_len).unwrap_or(buf);
+                self.last_verb = leading_verb(window);
                 return Err(err);
             }
         };

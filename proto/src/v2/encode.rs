@@ -107,6 +107,9 @@ pub fn put_message(out: &mut BytesMut, msg: &Message) {
 /// (`[u32 size][body]`; for MPUB `[u32 size][u32 count]([u32 size][body])*`). Delays are
 /// written in whole milliseconds.
 ///
+/// Ids are written as given. One that holds a space or `\n`, or (for FIN and TOUCH) ends in
+/// `\r`, cannot be read back as the same id; brokers only hand out hex ids.
+///
 /// # Examples
 /// ```
 /// use bytes::Bytes;
