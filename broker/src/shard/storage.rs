@@ -81,7 +81,8 @@ impl Shard {
         }
         let topics = self.topics.borrow();
         for name in topics.keys() {
-            self.control.events.topic_created(name);
+            // Restored, not created: registered with lookupd without asking for its channels.
+            self.control.events.topic_loaded(name);
             if let Some(t) = topics.get(name) {
                 for c in t.channels() {
                     self.control.events.channel_created(name, c.name());
