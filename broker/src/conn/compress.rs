@@ -148,10 +148,12 @@ impl Deflate {
             let step = INFLATE_STEP.min(limit - done.produced).max(1);
             out.resize(start + step, 0);
             let (in_before, out_before) = (self.inflate.total_in(), self.inflate.total_out());
+            // Sync: hand out everything decodable now (with `None` the inflater may keep the
+            // end of a sync-flushed write until more input comes, and the command would wait).
             let status = self.inflate.decompress(
                 &self.input,
                 out.get_mut(start..).unwrap_or_default(),
-                FlushDecompress::None,
+                FlushDecompress::Sync,
             );
             let consumed = (self.inflate.total_in() - in_before) as usize;
             let produced = (self.inflate.total_out() - out_before) as usize;

@@ -170,14 +170,21 @@ impl<S: AsyncRead + AsyncWrite + Unpin> TlsStream<S> {
             }
         }
         let rest = self.raw.get(self.raw_at..).unwrap_or_default();
-        let taken = feed(&mut self.tls, rest);
-        let flushed = self.poll_flush_tls(cx);
-        let taken = taken?;
-        if let Poll::Ready(Err(e)) = flushed {
-            return Poll::Ready(Err(e));
+        // On a protocol error rustls queues an alert; it is not sent. Go's server sends none for
+        // a first record that is not TLS, and the in-band upgrade answers with a plain error
+        // frame instead (upstream `IDENTIFY failed …`), which an alert would garble.
+        let taken = feed(&mut self.tls, rest)?;
+        if taken == 0 {
+            return Poll::Ready(Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                "tls: input not accepted",
+            )));
         }
         self.raw_at += taken;
-        Poll::Ready(Ok(taken.max(1)))
+        if let Poll::Ready(Err(e)) = self.poll_flush_tls(cx) {
+            return Poll::Ready(Err(e));
+        }
+        Poll::Ready(Ok(taken))
     }
 }
 

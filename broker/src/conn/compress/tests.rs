@@ -253,3 +253,22 @@ fn snappy_output_is_bounded_per_call() {
     while codec.decode(&mut out, 100_000).unwrap().more {}
     assert_eq!(&out[..], &big[..]);
 }
+
+#[test]
+fn each_sync_flushed_write_decodes_without_waiting_for_more() {
+    // A client's writer flushes after each command; the command must come out at once.
+    let mut writer = flate2::write::DeflateEncoder::new(Vec::new(), flate2::Compression::new(6));
+    let mut codec = Codec::Deflate(Box::new(Deflate::new(6)));
+    let mut out = BytesMut::new();
+    let mut expected = Vec::new();
+    for i in 0..20 {
+        let command = format!("PUB topic_{i}\n\x00\x00\x00\x02hi");
+        writer.write_all(command.as_bytes()).unwrap();
+        writer.flush().unwrap();
+        let wire = std::mem::take(writer.get_mut());
+        codec.push_input(&wire);
+        codec.decode(&mut out, 1 << 20).unwrap();
+        expected.extend_from_slice(command.as_bytes());
+        assert_eq!(&out[..], &expected[..], "after command {i}");
+    }
+}
