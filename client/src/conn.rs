@@ -31,9 +31,12 @@ pub struct Conn {
     stream: TcpStream,
     addr: String,
     read_buf: BytesMut,
+    /// What each read fills; its bytes are then appended to `read_buf`. Reading into
+    /// `read_buf`'s spare capacity directly would need `unsafe` (it is uninitialised), and
+    /// zeroing a whole chunk before every read costs more than copying what was read.
+    scratch: Vec<u8>,
     decoder: FrameDecoder,
     out: BytesMut,
-    read_chunk: usize,
     identify: IdentifyResponse,
     heartbeats: u64,
 }
@@ -57,9 +60,9 @@ impl Conn {
             stream,
             addr: addr.to_owned(),
             read_buf: BytesMut::with_capacity(config.read_chunk),
+            scratch: vec![0; config.read_chunk.max(4096)],
             decoder: FrameDecoder::new(config.max_frame_size),
             out: BytesMut::with_capacity(config.read_chunk),
-            read_chunk: config.read_chunk.max(4096),
             identify: IdentifyResponse::default(),
             heartbeats: 0,
         };
@@ -178,28 +181,19 @@ impl Conn {
     }
 
     fn read_once_raw(&mut self) -> Result<ReadOutcome, Error> {
-        let old_len = self.read_buf.len();
-        self.read_buf.resize(old_len + self.read_chunk, 0);
-        let read = self.stream.read(&mut self.read_buf[old_len..]);
-        let n = match read {
+        let n = match self.stream.read(&mut self.scratch) {
+            Ok(0) => return Err(Error::Closed(self.addr.clone())),
             Ok(n) => n,
-            Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {
-                self.read_buf.truncate(old_len);
-                return Ok(ReadOutcome::Idle);
-            }
-            Err(e) if e.kind() == ErrorKind::Interrupted => {
-                self.read_buf.truncate(old_len);
-                return Ok(ReadOutcome::Data);
-            }
             Err(e) => {
-                self.read_buf.truncate(old_len);
-                return Err(Error::io(format!("reading from {}", self.addr), e));
+                return match e.kind() {
+                    ErrorKind::WouldBlock | ErrorKind::TimedOut => Ok(ReadOutcome::Idle),
+                    ErrorKind::Interrupted => Ok(ReadOutcome::Data),
+                    _ => Err(Error::io(format!("reading from {}", self.addr), e)),
+                }
             }
         };
-        self.read_buf.truncate(old_len + n);
-        if n == 0 {
-            return Err(Error::Closed(self.addr.clone()));
-        }
+        self.read_buf
+            .extend_from_slice(self.scratch.get(..n).unwrap_or_default());
         Ok(ReadOutcome::Data)
     }
 

@@ -172,7 +172,10 @@ fn send_new_batch(
     state.next_seq[topic] += n;
     state.pacer.mark_sent(n);
     state.inflight.push_back(batch);
-    send_batch(shared, plan, producer, &state.pacer, &batch)
+    send_batch(shared, plan, producer, &state.pacer, &batch)?;
+    // One write per batch, as bench_writer does: the batch leaves now, not when the buffer
+    // or the window fills.
+    producer.flush()
 }
 
 /// Encodes and sends one batch: `PUB` when the run's batch size is 1, else `MPUB`.
