@@ -297,7 +297,8 @@ pub fn usage(program: &str, flags: &[Flag]) -> String {
         let _ = writeln!(out, "  -{}{type_name}", flag.name);
         let _ = write!(out, "    \t{}", flag.usage);
         let is_bool = matches!(flag.kind, Kind::Bool | Kind::BoolOr(_));
-        let show_default = !flag.default.is_empty() && !(is_bool && flag.default == "false");
+        let hide_default = flag.default.is_empty() || (is_bool && flag.default == "false");
+        let show_default = !hide_default;
         if show_default {
             if flag.kind == Kind::Str {
                 let _ = write!(out, " (default {:?})", flag.default);
