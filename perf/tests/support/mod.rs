@@ -70,14 +70,15 @@ impl Sluiced {
             }
             let _ = tx.send(Err(log));
         });
-        let addr = match rx.recv_timeout(Duration::from_secs(10)) {
-            Ok(Ok(addr)) => addr,
-            Ok(Err(log)) => {
-                let sockets = Command::new("ss").arg("-tanp").output().map(|o| o.stdout);
-                let sockets = String::from_utf8_lossy(&sockets.unwrap_or_default()).into_owned();
-                panic!("sluiced exited before listening:\n{log}\nsockets:\n{sockets}")
+        let received = rx.recv_timeout(Duration::from_secs(10));
+        let Ok(Ok(addr)) = received else {
+            // Never leave a broker behind when the test fails here.
+            let _ = child.kill();
+            let _ = child.wait();
+            match received {
+                Ok(Err(log)) => panic!("sluiced exited before listening:\n{log}"),
+                _ => panic!("sluiced did not log its TCP address within 10 s"),
             }
-            Err(_) => panic!("sluiced did not log its TCP address within 10 s"),
         };
         Sluiced {
             child,
