@@ -231,7 +231,7 @@ impl Consumer {
             buf: BytesMut::new(),
             frames: FrameDecoder::new(1 << 20),
         };
-        c.send(|out| v2::put_magic(out));
+        c.send(v2::put_magic);
         c.send(|out| {
             v2::put_command(
                 out,
