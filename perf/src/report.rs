@@ -81,6 +81,14 @@ pub struct Report {
 }
 
 impl Report {
+    /// Nanoseconds of this generator's CPU per message it moved (published or consumed): its
+    /// cost, whatever else ran on the machine. `1e9 / this` is its ceiling on one free core.
+    pub fn generator_ns_per_message(&self) -> Option<f64> {
+        let rate = self.publish.map_or(0.0, |t| t.msgs_per_s())
+            + self.consume.map_or(0.0, |t| t.msgs_per_s());
+        (rate > 0.0 && self.cpu.cores_used > 0.0).then(|| self.cpu.cores_used * 1e9 / rate)
+    }
+
     /// The machine-readable form.
     pub fn to_json(&self) -> Value {
         let throughput = |t: &Option<Throughput>| {
@@ -108,6 +116,8 @@ impl Report {
                     .map(|(cpu, used)| (cpu.to_string(), json!(used)))
                     .collect::<serde_json::Map<String, Value>>(),
                 "saturated": self.cpu.saturated(),
+                "ns_per_message": self.generator_ns_per_message(),
+                "ceiling_msgs_per_s_per_core": self.generator_ns_per_message().map(|ns| 1e9 / ns),
             },
             "server": self.server.map(|(pid, rss)| json!({"pid": pid, "peak_rss_bytes": rss})),
             "pub_errors": self.pub_errors,
@@ -160,6 +170,13 @@ impl Report {
             ));
         }
         out.push_str(&format!("  {:<12} {}\n", "perf cpu", cpu_line(&self.cpu)));
+        if let Some(ns) = self.generator_ns_per_message() {
+            out.push_str(&format!(
+                "  {:<12} {ns:.0} ns of generator CPU per message moved: ceiling about {} msgs/s per free core\n",
+                "",
+                group(1e9 / ns)
+            ));
+        }
         if let Some((pid, rss)) = self.server {
             let rss = rss.map_or("unknown".to_owned(), |b| format!("{:.1} MiB", mib(b)));
             out.push_str(&format!("  {:<12} pid {pid}, peak RSS {rss}\n", "server"));
@@ -353,5 +370,17 @@ mod tests {
         assert_eq!(json["delivery"]["lost"], 1);
         assert_eq!(json["server"]["peak_rss_bytes"], 10 * 1024 * 1024);
         assert!(json["consume"].is_null());
+        assert!(report.generator_ns_per_message().is_none());
+        let busy = Report {
+            cpu: CpuUse {
+                cores_used: 0.5,
+                ..CpuUse::default()
+            },
+            ..report
+        };
+        assert_eq!(busy.generator_ns_per_message(), Some(50_000_000.0));
+        assert!(busy
+            .render()
+            .contains("ceiling about 20 msgs/s per free core"));
     }
 }
