@@ -94,6 +94,10 @@ pub struct LoadArgs {
     /// How long to wait for the last messages once publishing stopped.
     #[arg(long, value_parser = parse_duration)]
     pub drain_timeout: Option<Duration>,
+    /// Output buffer timeout consumers ask for in IDENTIFY, e.g. 25ms (default: the
+    /// server's; upstream's is 250ms).
+    #[arg(long, value_parser = parse_duration)]
+    pub output_buffer_timeout: Option<Duration>,
     /// The server's pid: its peak RSS (VmHWM) is reported.
     #[arg(long)]
     pub server_pid: Option<u32>,
@@ -230,6 +234,7 @@ impl LoadArgs {
             s.duration = self.duration;
         }
         s.server_pid = self.server_pid;
+        s.output_buffer_timeout = self.output_buffer_timeout;
         s.progress = !self.quiet;
         if s.max_pending == 0 {
             bail!("--max-pending must be at least 1");

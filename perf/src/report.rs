@@ -117,7 +117,9 @@ impl Report {
                     .collect::<serde_json::Map<String, Value>>(),
                 "saturated": self.cpu.saturated(),
                 "ns_per_message": self.generator_ns_per_message(),
-                "ceiling_msgs_per_s_per_core": self.generator_ns_per_message().map(|ns| 1e9 / ns),
+                "ceiling_msgs_per_s_per_core": self.generator_ns_per_message()
+                    .filter(|_| self.settings["rate"].is_null())
+                    .map(|ns| 1e9 / ns),
             },
             "server": self.server.map(|(pid, rss)| json!({"pid": pid, "peak_rss_bytes": rss})),
             "pub_errors": self.pub_errors,
@@ -170,7 +172,13 @@ impl Report {
             ));
         }
         out.push_str(&format!("  {:<12} {}\n", "perf cpu", cpu_line(&self.cpu)));
-        if let Some(ns) = self.generator_ns_per_message() {
+        let paced = !self.settings["rate"].is_null();
+        if let (Some(ns), true) = (self.generator_ns_per_message(), paced) {
+            out.push_str(&format!(
+                "  {:<12} {ns:.0} ns of generator CPU per message moved (paced: wake-ups, not a ceiling)\n",
+                ""
+            ));
+        } else if let Some(ns) = self.generator_ns_per_message() {
             out.push_str(&format!(
                 "  {:<12} {ns:.0} ns of generator CPU per message moved: ceiling about {} msgs/s per free core\n",
                 "",

@@ -88,6 +88,8 @@ pub struct Settings {
     pub progress: bool,
     /// The server's pid, for its peak RSS.
     pub server_pid: Option<u32>,
+    /// Output buffer timeout asked by consumers (`None`: the server's default).
+    pub output_buffer_timeout: Option<Duration>,
 }
 
 impl Default for Settings {
@@ -113,6 +115,7 @@ impl Default for Settings {
             interval: Duration::from_secs(1),
             progress: true,
             server_pid: None,
+            output_buffer_timeout: None,
         }
     }
 }
@@ -159,6 +162,7 @@ impl Settings {
             "rate": self.rate, "duration_s": self.duration.map(|d| d.as_secs_f64()),
             "count": self.count, "rdy": self.rdy, "warmup_s": self.warmup.as_secs_f64(),
             "max_pending": self.max_pending,
+            "output_buffer_timeout_ms": self.output_buffer_timeout.map(|d| d.as_secs_f64() * 1e3),
         })
     }
 }
@@ -295,6 +299,7 @@ fn start_consumers(shared: &Arc<Shared>) -> anyhow::Result<Vec<Consumer>> {
                 let config = Config {
                     max_in_flight: s.rdy * s.addrs.len() as u64,
                     client_id: "sluice-perf".into(),
+                    output_buffer_timeout: s.output_buffer_timeout,
                     ..Config::default()
                 };
                 let consumer =
