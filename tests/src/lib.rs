@@ -11,6 +11,7 @@
 //! Suites live in `tests/tests/*.rs`; they need `cargo build --bins` first (`scripts/test.sh`).
 
 pub mod bins;
+pub mod crash;
 pub mod daemon;
 pub mod escape;
 pub mod frame;
