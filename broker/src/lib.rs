@@ -51,9 +51,13 @@ pub fn run(opts: Options) -> Result<(), StartError> {
     let opts = Arc::new(opts);
     let registration = lookupd::spawn(Arc::clone(&opts), Arc::clone(&control))
         .map_err(|e| StartError::Executor(format!("cannot start the lookupd thread: {e}")))?;
-    let result = runtime::run(opts, Arc::clone(&control), |bound| {
+    let https_control = Arc::clone(&control);
+    let result = runtime::run(opts, Arc::clone(&control), move |bound| {
         tracing::info!("TCP: listening on {}", bound.tcp);
         tracing::info!("HTTP: listening on {}", bound.http);
+        if let Some(https) = https_control.https.lock().ok().and_then(|a| *a) {
+            tracing::info!("HTTPS: listening on {https}");
+        }
     });
     // The lookupd thread stops with the shards, and when they could not start.
     control.stop.store(true, Ordering::SeqCst);

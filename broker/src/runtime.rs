@@ -54,6 +54,8 @@ pub struct Control {
     /// Storage problems found by any shard (corruption, failed writes): `/ping` answers 500
     /// and `/stats` shows them until restart.
     pub problems: Mutex<Vec<String>>,
+    /// The HTTPS address every shard listens on (`--https-address` when TLS is configured).
+    pub https: Mutex<Option<SocketAddr>>,
 }
 
 impl Control {
@@ -149,6 +151,9 @@ pub fn run(
     crate::storage::meta::check_data_dir(&opts.data_path, shards).map_err(StartError::Executor)?;
     check_exclusive(opts.tcp_address)?;
     check_exclusive(opts.http_address)?;
+    if opts.security.tls_config.is_some() {
+        check_exclusive(opts.security.https_address)?;
+    }
     let ends = mesh::build(shards);
     let io_memory = io_memory_per_shard(shards);
     let (ready_tx, ready_rx) = mpsc::channel::<Result<(), String>>();
@@ -272,11 +277,43 @@ async fn shard_main(
             return;
         }
     };
+    let https = match bind_https(&opts, &control, id) {
+        Ok(listener) => listener,
+        Err(e) => {
+            if id == 0 {
+                control.publish_bound(Err(e.clone()));
+            }
+            let _ = ready.send(Err(e));
+            return;
+        }
+    };
     if id == 0 {
         control.publish_bound(Ok(bound));
     }
     let _ = ready.send(Ok(()));
-    crate::shard::run::serve(id, shards, opts, control, ends, tcp, http, opened).await;
+    let listeners = crate::shard::run::Listeners { tcp, http, https };
+    crate::shard::run::serve(id, shards, opts, control, ends, listeners, opened).await;
+}
+
+/// Binds `--https-address` when TLS is configured: shard 0 first, the others on the address
+/// it got (SO_REUSEPORT), as the TCP and HTTP listeners.
+fn bind_https(opts: &Options, control: &Control, id: usize) -> Result<Option<TcpListener>, String> {
+    if opts.security.tls_config.is_none() {
+        return Ok(None);
+    }
+    let shared = control.https.lock().ok().and_then(|a| *a);
+    let addr = match shared {
+        Some(addr) if id != 0 => addr,
+        _ => opts.security.https_address,
+    };
+    let listener = TcpListener::bind(addr).map_err(|e| format!("listen ({addr}) failed - {e}"))?;
+    if id == 0 {
+        let bound = listener.local_addr().map_err(|e| e.to_string())?;
+        if let Ok(mut slot) = control.https.lock() {
+            *slot = Some(bound);
+        }
+    }
+    Ok(Some(listener))
 }
 
 /// Polls the stop flag; resolves once it is set.
@@ -295,5 +332,6 @@ pub fn control(opts: &Options) -> Arc<Control> {
         lookupd_tcp_addresses: Mutex::new(opts.lookupd_tcp_addresses.clone()),
         events: crate::lookupd::Events::new(),
         problems: Mutex::new(Vec::new()),
+        https: Mutex::new(None),
     })
 }

@@ -167,6 +167,17 @@ impl Broker {
                 lines.lock().unwrap().push(line);
             }
         });
+        // The HTTP and HTTPS lines follow the TCP one.
+        let started = Instant::now();
+        while !log
+            .lock()
+            .unwrap()
+            .iter()
+            .any(|l| l.contains("HTTP: listening on "))
+            && started.elapsed() < IO_TIMEOUT
+        {
+            std::thread::sleep(Duration::from_millis(5));
+        }
         let tcp = match rx.recv_timeout(IO_TIMEOUT) {
             Ok(addr) => addr,
             Err(_) => {
@@ -185,6 +196,22 @@ impl Broker {
 
     fn client(&self) -> Client {
         Client::connect(self.tcp)
+    }
+
+    /// The address logged as `NAME: listening on ADDR` (waiting, bounded, for the line).
+    fn listening(&self, name: &str) -> Option<SocketAddr> {
+        let tag = format!(" {name}: listening on ");
+        let started = Instant::now();
+        loop {
+            let found = self.log.lock().unwrap().iter().find_map(|l| {
+                let (_, addr) = l.split_once(&tag)?;
+                addr.trim().parse().ok()
+            });
+            if found.is_some() || started.elapsed() > IO_TIMEOUT {
+                return found;
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
     }
 
     fn log_has(&self, needle: &str) -> bool {
@@ -1179,4 +1206,98 @@ fn a_silent_auth_server_times_out_with_auth_failed() {
     let mut unreachable = refused.client();
     unreachable.send(&V2::Auth(Bytes::from_static(b"s")));
     unreachable.expect_error("E_AUTH_FAILED AUTH failed");
+}
+
+// ---------------------------------------------------------------------------------------------
+// HTTPS
+
+/// One `GET path` with `Connection: close`; the whole answer.
+fn http_get(stream: &mut dyn ReadWrite, path: &str) -> String {
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    stream.flush().unwrap();
+    let mut answer = Vec::new();
+    let _ = stream.read_to_end(&mut answer);
+    String::from_utf8_lossy(&answer).into_owned()
+}
+
+trait ReadWrite: Read + Write {}
+impl<T: Read + Write> ReadWrite for T {}
+
+fn https_get(addr: SocketAddr, config: Arc<rustls::ClientConfig>, path: &str) -> String {
+    let tcp = TcpStream::connect(addr).unwrap();
+    tcp.set_read_timeout(Some(IO_TIMEOUT)).unwrap();
+    let session =
+        rustls::ClientConnection::new(config, ServerName::try_from("127.0.0.1").unwrap()).unwrap();
+    http_get(&mut rustls::StreamOwned::new(session, tcp), path)
+}
+
+fn plain_get(addr: SocketAddr, path: &str) -> String {
+    let mut tcp = TcpStream::connect(addr).unwrap();
+    tcp.set_read_timeout(Some(IO_TIMEOUT)).unwrap();
+    http_get(&mut tcp, path)
+}
+
+#[test]
+fn https_serves_the_http_api_over_tls() {
+    let dir = TempDir::new("pki");
+    let pki = Pki::new(&dir.0);
+    let mut flags = pki.tls_flags();
+    flags.push("--cores=2".into());
+    let broker = Broker::start(&flags);
+    let https = broker.listening("HTTPS").expect("an HTTPS listener");
+    let http = broker.listening("HTTP").unwrap();
+    let answer = https_get(https, pki.server_config_ca.clone(), "/ping");
+    assert!(answer.starts_with("HTTP/1.1 200 OK\r\n"), "{answer}");
+    assert!(answer.ends_with("\r\n\r\nOK"), "{answer}");
+    // Without --tls-required plain HTTP stays open.
+    assert!(plain_get(http, "/ping").starts_with("HTTP/1.1 200 OK"));
+    // A client that does not speak TLS to the HTTPS port is dropped; the port keeps serving.
+    let _ = plain_get(https, "/ping");
+    let answer = https_get(https, pki.server_config_ca.clone(), "/info");
+    assert!(answer.contains("\"version\":\"1.3.0\""), "{answer}");
+}
+
+#[test]
+fn https_is_off_without_a_certificate() {
+    let broker = Broker::start(&[]);
+    // Everything logged at start-up is in before a client is served.
+    broker.client().identify(negotiate(serde_json::json!({})));
+    assert!(!broker.log_has("HTTPS"));
+}
+
+#[test]
+fn tls_required_answers_plain_http_with_403() {
+    let dir = TempDir::new("pki");
+    let pki = Pki::new(&dir.0);
+    let mut flags = pki.tls_flags();
+    flags.push("--tls-required=true".into());
+    let broker = Broker::start(&flags);
+    let https = broker.listening("HTTPS").unwrap();
+    let http = broker.listening("HTTP").unwrap();
+    let answer = plain_get(http, "/ping");
+    assert!(answer.starts_with("HTTP/1.1 403 Forbidden\r\n"), "{answer}");
+    assert!(
+        answer.contains("X-Nsq-Content-Type: nsq; version=1.0\r\n"),
+        "{answer}"
+    );
+    let body = format!(
+        "{{\"message\": \"TLS_REQUIRED\", \"https_port\": {}}}",
+        https.port()
+    );
+    assert!(answer.ends_with(&body), "{answer}");
+    assert!(https_get(https, pki.server_config_ca.clone(), "/ping").ends_with("OK"));
+
+    // tcp-https: TCP needs TLS, plain HTTP does not.
+    let mut flags = pki.tls_flags();
+    flags.push("--tls-required=tcp-https".into());
+    let broker = Broker::start(&flags);
+    let http = broker.listening("HTTP").unwrap();
+    assert!(plain_get(http, "/ping").starts_with("HTTP/1.1 200 OK"));
+    let mut plain = broker.client();
+    plain.send(&V2::Nop);
+    plain.expect_error("E_INVALID cannot NOP in current state (TLS required)");
 }

@@ -9,21 +9,17 @@
 //! `--http-client-request-timeout`. Nothing here blocks the shard: the socket is glommio's, and
 //! only the resolution of a host name (never of an IP literal) runs on the blocking pool.
 
-use std::io;
 use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
-use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use futures_lite::{AsyncRead, AsyncWrite};
 use glommio::net::TcpStream;
 use http_body_util::{BodyExt, Empty, Limited};
-use hyper::rt::{Read, ReadBufCursor, Write};
 
 use super::Authorizations;
-use crate::conn::tls_stream::TlsStream;
+use crate::conn::tls_stream::{HyperStream, TlsStream};
 
 /// The largest answer read from an auth server.
 pub const ANSWER_BYTES_MAX: usize = 1 << 20;
@@ -151,7 +147,7 @@ async fn request<S>(
 where
     S: AsyncRead + AsyncWrite + Unpin + 'static,
 {
-    let (mut sender, connection) = hyper::client::conn::http1::handshake(HyperIo::new(io))
+    let (mut sender, connection) = hyper::client::conn::http1::handshake(HyperStream::new(io))
         .await
         .map_err(|e| e.to_string())?;
     // The connection task lives as long as this request (dropping a glommio task cancels it).
@@ -264,62 +260,6 @@ fn split_host_port(authority: &str, default_port: u16) -> Option<(String, u16)> 
         Some((host, port)) if !host.contains(':') => Some((host.to_owned(), port.parse().ok()?)),
         Some(_) => None,
         None => Some((authority.to_owned(), default_port)),
-    }
-}
-
-/// hyper's IO traits over a `futures` stream.
-struct HyperIo<S> {
-    io: S,
-    scratch: Box<[u8]>,
-}
-
-impl<S> HyperIo<S> {
-    fn new(io: S) -> HyperIo<S> {
-        HyperIo {
-            io,
-            scratch: vec![0u8; 8 * 1024].into_boxed_slice(),
-        }
-    }
-}
-
-impl<S: AsyncRead + Unpin> Read for HyperIo<S> {
-    fn poll_read(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        mut buf: ReadBufCursor<'_>,
-    ) -> Poll<io::Result<()>> {
-        let this = self.get_mut();
-        let want = buf.remaining().min(this.scratch.len());
-        let scratch = this.scratch.get_mut(..want).unwrap_or_default();
-        match Pin::new(&mut this.io).poll_read(cx, scratch) {
-            Poll::Ready(Ok(n)) => {
-                buf.put_slice(scratch.get(..n).unwrap_or_default());
-                Poll::Ready(Ok(()))
-            }
-            Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
-            Poll::Pending => Poll::Pending,
-        }
-    }
-}
-
-impl<S: AsyncWrite + Unpin> Write for HyperIo<S> {
-    fn poll_write(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.get_mut().io).poll_write(cx, buf)
-    }
-
-    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.get_mut().io).poll_flush(cx)
-    }
-
-    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        match Pin::new(&mut self.get_mut().io).poll_close(cx) {
-            Poll::Ready(Err(e)) if e.kind() == io::ErrorKind::NotConnected => Poll::Ready(Ok(())),
-            other => other,
-        }
     }
 }
 

@@ -11,6 +11,7 @@ pub mod compress;
 mod cycle;
 pub mod exec;
 pub mod handoff;
+pub mod https;
 pub mod scan;
 pub mod shared;
 pub mod tls;

@@ -14,6 +14,7 @@ use std::sync::Arc;
 use std::task::{ready, Context, Poll};
 
 use futures_lite::{AsyncRead, AsyncWrite};
+use hyper::rt::{Read as HyperRead, ReadBufCursor, Write as HyperWrite};
 use rustls::{ClientConfig, ClientConnection, Connection, ServerConfig, ServerConnection};
 
 /// Bytes read from the socket per read.
@@ -272,5 +273,62 @@ impl AsyncWrite for SharedSocket<'_> {
 
     fn poll_close(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         Pin::new(&mut *self.0.borrow_mut()).poll_close(cx)
+    }
+}
+
+/// hyper's IO traits over a `futures` stream (a TLS session or a glommio socket).
+pub struct HyperStream<S> {
+    io: S,
+    scratch: Box<[u8]>,
+}
+
+impl<S> HyperStream<S> {
+    /// Wraps `io`.
+    pub fn new(io: S) -> HyperStream<S> {
+        HyperStream {
+            io,
+            scratch: vec![0u8; 8 * 1024].into_boxed_slice(),
+        }
+    }
+}
+
+impl<S: AsyncRead + Unpin> HyperRead for HyperStream<S> {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        mut buf: ReadBufCursor<'_>,
+    ) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        let want = buf.remaining().min(this.scratch.len());
+        let scratch = this.scratch.get_mut(..want).unwrap_or_default();
+        match Pin::new(&mut this.io).poll_read(cx, scratch) {
+            Poll::Ready(Ok(n)) => {
+                buf.put_slice(scratch.get(..n).unwrap_or_default());
+                Poll::Ready(Ok(()))
+            }
+            Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
+            Poll::Pending => Poll::Pending,
+        }
+    }
+}
+
+impl<S: AsyncWrite + Unpin> HyperWrite for HyperStream<S> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.get_mut().io).poll_write(cx, buf)
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().io).poll_flush(cx)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match Pin::new(&mut self.get_mut().io).poll_close(cx) {
+            Poll::Ready(Err(e)) if e.kind() == io::ErrorKind::NotConnected => Poll::Ready(Ok(())),
+            other => other,
+        }
     }
 }

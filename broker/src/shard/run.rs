@@ -27,6 +27,16 @@ pub struct Opened {
     pub recovered: Recovered,
 }
 
+/// A shard's listeners (SO_REUSEPORT: every shard has its own on the same addresses).
+pub struct Listeners {
+    /// `--tcp-address`
+    pub tcp: TcpListener,
+    /// `--http-address`
+    pub http: TcpListener,
+    /// `--https-address`, when TLS is configured.
+    pub https: Option<TcpListener>,
+}
+
 /// Runs shard `id` until the broker stops.
 pub async fn serve(
     id: usize,
@@ -34,10 +44,10 @@ pub async fn serve(
     opts: Arc<Options>,
     control: Arc<Control>,
     ends: MeshEnds,
-    tcp: TcpListener,
-    http: TcpListener,
+    listeners: Listeners,
     opened: Opened,
 ) {
+    let Listeners { tcp, http, https } = listeners;
     let (mesh, inbound) = Mesh::connect(ends).await;
     let Opened {
         log,
@@ -67,7 +77,10 @@ pub async fn serve(
         glommio::spawn_local(handle_replies(shard.clone(), rx)).detach();
     }
     glommio::spawn_local(timer_loop(shard.clone())).detach();
-    glommio::spawn_local(crate::http::serve(shard.clone(), http)).detach();
+    glommio::spawn_local(crate::conn::https::serve_http(shard.clone(), http)).detach();
+    if let Some(https) = https {
+        glommio::spawn_local(crate::conn::https::serve(shard.clone(), https)).detach();
+    }
     let accept = async {
         loop {
             match tcp.accept().await {
