@@ -181,7 +181,7 @@ impl IdGenerator {
     /// the clock may be behind where a burst left the generator).
     pub fn advance_past(&mut self, id: u64) {
         let tick =
-            (id >> (NODE_ID_BITS + SEQUENCE_BITS)) as i64 + (GUID_EPOCH_MS * 1_000_000 >> 20);
+            (id >> (NODE_ID_BITS + SEQUENCE_BITS)) as i64 + ((GUID_EPOCH_MS * 1_000_000) >> 20);
         if tick >= self.last_tick {
             // Continue in the next tick: simple, and ids stay unique whatever `id`'s sequence was.
             self.last_tick = tick + 1;
