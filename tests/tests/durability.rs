@@ -21,7 +21,7 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use sluice_tests::crash::client::{self, Ack, Delivery, Event, Stopped, V2Client};
-use sluice_tests::crash::{channel_stats, topic_on_shard, Broker};
+use sluice_tests::crash::{channel_stats, shard_of, topic_on_shard, Broker};
 
 /// Shards every broker here runs (the machine has 2 cores).
 const SHARDS: usize = 2;
@@ -961,4 +961,180 @@ fn failed_segment_write_refuses_publishes_and_fails_ping() {
         (status == 500).then_some((status, text))
     });
     println!("failed disk: /ping {status} {text:?}");
+}
+
+// ---------------------------------------------------------------------------------------------
+// Beyond the issue's list: the saved state besides cursors, and a restart mid-backlog.
+
+/// `POST path`, expecting 200.
+fn post_ok(broker: &Broker, path: &str) {
+    assert_eq!(
+        broker.post(path),
+        Ok(200),
+        "POST {path}\n{}",
+        broker.log_tail()
+    );
+}
+
+/// Listens on `topic`/`channel` for [`QUIET`] and returns what arrived (FINished).
+fn listen_quietly(broker: &Broker, topic: &str, channel: &str) -> Seen {
+    let mut conn = V2Client::subscribe(broker.tcp(), topic, channel, 100).unwrap();
+    let mut seen = Seen::default();
+    conn.consume(Instant::now() + WAIT, Some(QUIET), |d| {
+        seen.note(d);
+        (Ack::Fin, false)
+    })
+    .unwrap();
+    seen
+}
+
+#[test]
+fn paused_flags_survive_sigkill() {
+    let mut broker = Broker::start("paused", &base_args()).unwrap();
+    let (topic_paused, channel_paused) = ("paused_topic", "paused_channel");
+    let keys: Vec<u64> = (0..10).collect();
+    for topic in [topic_paused, channel_paused] {
+        post_ok(&broker, &format!("/topic/create?topic={topic}"));
+        post_ok(&broker, &format!("/channel/create?topic={topic}&channel=c"));
+        publish_keys(broker.tcp(), topic, &keys, 20, 3);
+    }
+    post_ok(&broker, &format!("/topic/pause?topic={topic_paused}"));
+    post_ok(
+        &broker,
+        &format!("/channel/pause?topic={channel_paused}&channel=c"),
+    );
+    wait_for_state_save();
+    broker.sigkill();
+    broker.restart().unwrap();
+
+    let stats = broker.stats().unwrap();
+    let topic_flag = stats["topics"]
+        .as_array()
+        .and_then(|ts| ts.iter().find(|t| t["topic_name"] == topic_paused))
+        .map(|t| t["paused"].clone());
+    let channel_flag = channel_stats(&stats, channel_paused, "c").map(|c| c["paused"].clone());
+    println!("paused after restart: topic {topic_flag:?}, channel {channel_flag:?}");
+    assert_eq!(topic_flag, Some(serde_json::Value::Bool(true)), "{stats}");
+    assert_eq!(channel_flag, Some(serde_json::Value::Bool(true)), "{stats}");
+    for topic in [topic_paused, channel_paused] {
+        let seen = listen_quietly(&broker, topic, "c");
+        assert!(
+            seen.count.is_empty(),
+            "{topic}: delivered while paused: {seen:?}"
+        );
+    }
+    post_ok(&broker, &format!("/topic/unpause?topic={topic_paused}"));
+    post_ok(
+        &broker,
+        &format!("/channel/unpause?topic={channel_paused}&channel=c"),
+    );
+    let all: HashSet<u64> = keys.iter().copied().collect();
+    for topic in [topic_paused, channel_paused] {
+        let seen = drain(broker.tcp(), topic, "c", &all);
+        assert_none_missing(topic, &all, &seen.keys(), &broker);
+    }
+}
+
+#[test]
+fn deleted_and_emptied_stay_gone_after_sigkill() {
+    let mut broker = Broker::start("deleted", &base_args()).unwrap();
+    let (gone, reborn, emptied) = ("deleted_gone", "deleted_reborn", "deleted_emptied");
+    let old: Vec<u64> = (0..20).collect();
+    let new: Vec<u64> = (100..110).collect();
+    for topic in [gone, reborn, emptied] {
+        post_ok(&broker, &format!("/topic/create?topic={topic}"));
+        post_ok(&broker, &format!("/channel/create?topic={topic}&channel=c"));
+        publish_keys(broker.tcp(), topic, &old, 20, 6);
+    }
+    post_ok(&broker, &format!("/topic/delete?topic={gone}"));
+    post_ok(&broker, &format!("/topic/delete?topic={reborn}"));
+    post_ok(
+        &broker,
+        &format!("/channel/empty?topic={emptied}&channel=c"),
+    );
+    // The new life of the name has a channel from the start.
+    post_ok(&broker, &format!("/topic/create?topic={reborn}"));
+    post_ok(
+        &broker,
+        &format!("/channel/create?topic={reborn}&channel=c"),
+    );
+    publish_keys(broker.tcp(), reborn, &new, 20, 4);
+    wait_for_state_save();
+    broker.sigkill();
+    broker.restart().unwrap();
+
+    let stats = broker.stats().unwrap();
+    let names: Vec<String> = stats["topics"]
+        .as_array()
+        .map(|ts| {
+            ts.iter()
+                .filter_map(|t| t["topic_name"].as_str().map(str::to_owned))
+                .collect()
+        })
+        .unwrap_or_default();
+    println!("after deletes and a restart, topics: {names:?}");
+    assert!(
+        !names.iter().any(|n| n == gone),
+        "{gone} came back: {names:?}"
+    );
+    let reborn_seen = drain(broker.tcp(), reborn, "c", &new.iter().copied().collect());
+    let emptied_seen = listen_quietly(&broker, emptied, "c");
+    println!(
+        "{reborn}: {} delivered ({} from the deleted life); {emptied}: {} delivered",
+        reborn_seen.count.len(),
+        reborn_seen.keys().iter().filter(|k| **k < 100).count(),
+        emptied_seen.count.len()
+    );
+    assert_eq!(
+        reborn_seen.keys(),
+        new.iter().copied().collect::<HashSet<u64>>()
+    );
+    assert!(emptied_seen.count.is_empty(), "{emptied}: {emptied_seen:?}");
+}
+
+#[test]
+fn sigkill_in_the_middle_of_draining_a_backlog_resumes_it() {
+    const COUNT: u64 = 16 * 1024;
+    let mut args = base_args();
+    args.extend(["--mem-queue-size=1000", "--max-bytes-per-file=1048576"]);
+    let mut broker = Broker::start("mid-drain", &args).unwrap();
+    let topic = "mid_drain";
+    post_ok(&broker, &format!("/topic/create?topic={topic}"));
+    post_ok(
+        &broker,
+        &format!("/channel/create?topic={topic}&channel=late"),
+    );
+    publish_big(broker.tcp(), topic, 0..COUNT);
+    let mut finished = HashSet::new();
+    let mut conn = V2Client::subscribe(broker.tcp(), topic, "late", 500).unwrap();
+    let stopped = conn
+        .consume(Instant::now() + WAIT, None, |d| {
+            finished.insert(key_of(&d.body).unwrap());
+            (Ack::Fin, finished.len() as u64 == COUNT / 2)
+        })
+        .unwrap();
+    assert_eq!(stopped, Stopped::Done, "{}", broker.log_tail());
+    wait_for_state_save();
+    let segments_before = broker.segments(shard_of(topic, SHARDS)).len();
+    broker.sigkill();
+    broker.restart().unwrap();
+
+    let rest: HashSet<u64> = (0..COUNT).filter(|k| !finished.contains(k)).collect();
+    let seen = drain(broker.tcp(), topic, "late", &rest);
+    let got = seen.keys();
+    println!(
+        "mid-drain: {} finished before the kill ({segments_before} segments left), {} of {} \
+         others after it, {} finished ones again, {} duplicates",
+        finished.len(),
+        got.intersection(&rest).count(),
+        rest.len(),
+        got.intersection(&finished).count(),
+        seen.duplicates()
+    );
+    assert_none_missing("the rest of the backlog", &rest, &got, &broker);
+    assert_eq!(
+        got.intersection(&finished).count(),
+        0,
+        "FINished delivered again"
+    );
 }
