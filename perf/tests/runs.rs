@@ -117,8 +117,8 @@ fn compare_runs_a_scenario_against_two_server_commands() {
             "{name}"
         );
     }
-    assert_eq!(metric("sub: lost")["a"][0], 0.0);
-    assert_eq!(metric("sub: lost")["b"][0], 0.0);
+    assert_eq!(metric("sub: lost")["a"][0], 0.0, "{report:#}");
+    assert_eq!(metric("sub: lost")["b"][0], 0.0, "{report:#}");
     let details = report["details"].as_array().unwrap();
     assert_eq!(details.len(), 2);
     assert_eq!(details[0]["label"], "A");

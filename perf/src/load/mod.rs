@@ -198,6 +198,10 @@ pub struct Counters {
     pub received_bytes: AtomicU64,
     /// Publish errors (each followed by a resend).
     pub pub_errors: AtomicU64,
+    /// When the last acknowledgement was read, ns after [`Shared::epoch`].
+    pub last_ack_ns: AtomicU64,
+    /// When the last message was received, ns after [`Shared::epoch`].
+    pub last_receive_ns: AtomicU64,
 }
 
 /// What the threads of a run share.
@@ -220,6 +224,20 @@ pub struct Shared {
     pub stop_publishing: AtomicBool,
     /// Everything stops, retries included.
     pub stop_all: AtomicBool,
+    /// The instant the `last_*_ns` counters count from.
+    pub epoch: Instant,
+}
+
+impl Shared {
+    /// Nanoseconds since [`Shared::epoch`].
+    pub fn now_ns(&self) -> u64 {
+        u64::try_from(self.epoch.elapsed().as_nanos()).unwrap_or(u64::MAX)
+    }
+
+    /// The instant `ns` after the epoch.
+    pub fn instant_at(&self, ns: u64) -> Instant {
+        self.epoch + Duration::from_nanos(ns)
+    }
 }
 
 /// What a publishing phase leaves for a later consuming phase of the same process.
@@ -262,6 +280,7 @@ pub fn run(
             .collect(),
         stop_publishing: AtomicBool::new(false),
         stop_all: AtomicBool::new(false),
+        epoch: Instant::now(),
     });
     let consumers = if mode == Mode::Pub {
         Vec::new()

@@ -224,7 +224,14 @@ impl Monitor<'_> {
             self.shared.stop_publishing.store(true, Ordering::SeqCst);
         }
         if publishers.iter().all(JoinHandle::is_finished) {
-            self.pub_end = Some((now, snap));
+            // The last acknowledgement, not this tick, ends the publishing span.
+            let last_ack = self.shared.counters.last_ack_ns.load(Ordering::Relaxed);
+            let end = if last_ack > 0 {
+                self.shared.instant_at(last_ack).min(now)
+            } else {
+                now
+            };
+            self.pub_end = Some((end, snap));
             self.last_received.1 = now;
         }
     }
@@ -249,7 +256,17 @@ impl Monitor<'_> {
             }),
         };
         if done {
-            let end = if stalled { self.last_received.1 } else { now };
+            // Ended by a count or a drain: the last receipt ends the span; by time: now.
+            let last = self.shared.counters.last_receive_ns.load(Ordering::Relaxed);
+            let by_time = self.mode == Mode::Sub
+                && settings
+                    .duration
+                    .is_some_and(|d| now >= self.measure_start + d);
+            let end = if by_time || last == 0 {
+                now
+            } else {
+                self.shared.instant_at(last).min(now)
+            };
             self.consume_end = Some((end, snap));
         }
     }

@@ -239,6 +239,13 @@ fn collect_acks(shared: &Shared, producer: &Producer, state: &mut State) -> Resu
         messages += u64::from(batch.count);
         bytes += u64::from(batch.count) * shared.settings.size as u64;
     }
+    if messages > 0 {
+        let now = shared.now_ns();
+        shared
+            .counters
+            .last_ack_ns
+            .fetch_max(now, Ordering::Relaxed);
+    }
     shared.counters.acked.fetch_add(messages, Ordering::Relaxed);
     shared
         .counters
