@@ -225,12 +225,16 @@ fn cpu_line(cpu: &CpuUse) -> String {
     } else {
         ""
     };
+    let by_cpu = if by_cpu.is_empty() {
+        String::new()
+    } else {
+        format!(" ({})", by_cpu.join(", "))
+    };
     format!(
-        "{:.2} cores of {} available, busiest thread {:.0}% of a core ({}){warning}",
+        "{:.2} cores of {} available, busiest thread {:.0}% of a core{by_cpu}{warning}",
         cpu.cores_used,
         cpu.cores_available,
         cpu.busiest_thread * 100.0,
-        by_cpu.join(", ")
     )
 }
 
