@@ -12,6 +12,7 @@ mod cycle;
 pub mod exec;
 pub mod handoff;
 pub mod https;
+mod layers;
 pub mod scan;
 pub mod shared;
 pub mod tls;
