@@ -51,6 +51,9 @@ pub struct Control {
     pub lookupd_tcp_addresses: Mutex<Vec<String>>,
     /// Topic and channel creation and deletion, for the lookupd registration thread.
     pub events: crate::lookupd::Events,
+    /// Shards that finished their orderly stop (log flushed, state saved).
+    finished: Mutex<usize>,
+    finished_cv: Condvar,
     /// Storage problems found by any shard (corruption, failed writes): `/ping` answers 500
     /// and `/stats` shows them until restart.
     pub problems: Mutex<Vec<String>>,
@@ -64,6 +67,33 @@ impl Control {
             *slot = Some(result);
         }
         self.bound_cv.notify_all();
+    }
+
+    /// Called by each shard once its orderly stop is complete.
+    pub fn shard_finished(&self) {
+        if let Ok(mut n) = self.finished.lock() {
+            *n += 1;
+        }
+        self.finished_cv.notify_all();
+    }
+
+    /// Waits until `shards` shards finished (or `limit` passed); returns how many did.
+    fn wait_finished(&self, shards: usize, limit: Duration) -> usize {
+        let deadline = std::time::Instant::now() + limit;
+        let Ok(mut n) = self.finished.lock() else {
+            return 0;
+        };
+        while *n < shards {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            if left.is_zero() {
+                break;
+            }
+            n = match self.finished_cv.wait_timeout(n, left) {
+                Ok((guard, _)) => guard,
+                Err(_) => return 0,
+            };
+        }
+        *n
     }
 
     /// The addresses every shard listens on (after start-up).
@@ -86,6 +116,9 @@ impl Control {
         }
     }
 }
+
+/// How long a failed start waits for the other shards to stop.
+const STOP_LIMIT: Duration = Duration::from_secs(10);
 
 /// The CPUs this process may run on (`Cpus_allowed_list` of /proc/self/status).
 pub fn allowed_cpus() -> Vec<usize> {
@@ -181,20 +214,18 @@ pub fn run(
     }
     if let Some(e) = failure {
         control.stop.store(true, Ordering::SeqCst);
-        for h in handles {
-            let _ = h.join();
-        }
+        control.wait_finished(shards, STOP_LIMIT);
         return Err(StartError::Executor(e));
     }
     match control.wait_bound() {
         Ok(bound) => on_bound(bound),
         Err(e) => return Err(StartError::Executor(e)),
     }
-    for h in handles {
-        if let Err(e) = h.join() {
-            tracing::error!("shard exited with an error: {e}");
-        }
-    }
+    // The shard threads are not joined: an executor waits for every armed io_uring operation
+    // when it is dropped (idle client sockets would keep it forever). Once every shard has
+    // flushed its log and saved its state, the process may exit.
+    while control.wait_finished(shards, Duration::from_secs(3600)) < shards {}
+    drop(handles);
     Ok(())
 }
 
@@ -332,6 +363,8 @@ pub fn control(opts: &Options) -> Arc<Control> {
         lookupd_tcp_addresses: Mutex::new(opts.lookupd_tcp_addresses.clone()),
         events: crate::lookupd::Events::new(),
         problems: Mutex::new(Vec::new()),
+        finished: Mutex::new(0),
+        finished_cv: Condvar::new(),
         https: Mutex::new(None),
     })
 }

@@ -17,6 +17,7 @@ use sluice_proto::Message;
 
 use crate::channel::{Channel, ChannelOptions};
 use crate::storage::record::StoredMessage;
+use crate::storage::relocated::Relocated;
 
 /// A new index entry at most every this many bytes of the log.
 pub const INDEX_EVERY_BYTES: u64 = 256 * 1024;
@@ -87,6 +88,8 @@ pub struct Topic {
     head: u64,
     /// Sparse index of the topic's records: (first message id, log position), ascending.
     index: VecDeque<(u64, u64)>,
+    /// The topic's relocated file, if it was compacted out of the shard log.
+    relocated: Option<Relocated>,
     mem_queue_size: usize,
     channel_template: ChannelOptions,
     message_count: u64,
@@ -112,6 +115,7 @@ impl Topic {
             retained: 0,
             head: 0,
             index: VecDeque::new(),
+            relocated: None,
             mem_queue_size,
             channel_template,
             message_count: 0,
@@ -336,15 +340,33 @@ impl Topic {
         self.retained = count;
     }
 
+    /// The relocated file, if any.
+    pub fn relocated(&self) -> Option<&Relocated> {
+        self.relocated.as_ref()
+    }
+
+    /// Switches reads of ids up to `relocated.upto` to `relocated`; returns the previous one.
+    pub fn set_relocated(&mut self, relocated: Relocated) -> Option<Relocated> {
+        let upto = relocated.upto;
+        // Shared-log index entries wholly below the relocation are useless now; keep the last.
+        while self.index.len() > 1 && self.index.get(1).is_some_and(|&(first, _)| first <= upto) {
+            self.index.pop_front();
+        }
+        self.relocated.replace(relocated)
+    }
+
+    /// Forgets the relocated file (every channel read past it).
+    pub fn take_relocated(&mut self) -> Option<Relocated> {
+        self.relocated.take()
+    }
+
     /// A log position at or before the record holding message `id`.
     pub fn index_lookup(&self, id: u64) -> u64 {
+        // Before the first entry: from the start of the log (reads skip reclaimed gaps).
         let at = self.index.partition_point(|&(first, _)| first <= id);
-        let entry = if at == 0 {
-            self.index.front()
-        } else {
-            self.index.get(at - 1)
-        };
-        entry.map_or(0, |&(_, pos)| pos)
+        at.checked_sub(1)
+            .and_then(|i| self.index.get(i))
+            .map_or(0, |&(_, pos)| pos)
     }
 
     /// Forgets index entries below `pos` (their segments were reclaimed), keeping one.

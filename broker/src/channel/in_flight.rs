@@ -430,7 +430,7 @@ impl Deadlines {
             if let Some(l) = self.lanes.get_mut(lane.0) {
                 if l.records
                     .back()
-                    .map_or(true, |back| back.deadline <= deadline)
+                    .is_none_or(|back| back.deadline <= deadline)
                 {
                     l.records.push_back(record);
                     l.live += 1;
@@ -474,5 +474,5 @@ impl Deadlines {
 
 /// Whether `candidate` comes before the best record found so far (or there is none).
 fn precedes(candidate: &DeadlineRecord, best: Option<&(DeadlineRecord, Option<usize>)>) -> bool {
-    best.map_or(true, |(best, _)| candidate < best)
+    best.is_none_or(|(best, _)| candidate < best)
 }

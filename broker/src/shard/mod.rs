@@ -5,6 +5,7 @@
 //! ever taken. Work for a topic owned elsewhere travels over the [`mesh`] in batches.
 
 mod admin;
+mod compaction;
 pub mod mesh;
 pub mod run;
 mod storage;
@@ -94,6 +95,10 @@ pub struct Shard {
     pub state_saved: Watermark,
     state_wake: Signal,
     last_saved: RefCell<Option<ShardState>>,
+    /// What each topic needed of the log at the last save (for compaction).
+    last_needs: RefCell<HashMap<String, storage::Needs>>,
+    /// A relocation is running.
+    relocating: Cell<bool>,
 }
 
 impl Shard {
@@ -131,6 +136,8 @@ impl Shard {
             state_saved: Watermark::new(0),
             state_wake: Signal::default(),
             last_saved: RefCell::new(None),
+            last_needs: RefCell::new(HashMap::new()),
+            relocating: Cell::new(false),
         }
     }
 
@@ -261,6 +268,7 @@ impl Shard {
         let span = TopicSpan {
             incarnation: topic.incarnation(),
             max_id: crate::topic::key(last),
+            bytes: 0,
         };
         let due_ns = defer.map_or(0, |d| now_wall.saturating_add(d.as_nanos() as i64));
         let record_pos = self.log.appended();

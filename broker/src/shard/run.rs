@@ -62,7 +62,7 @@ pub async fn serve(
         control.clone(),
         log.clone(),
     ));
-    shard.restore(&state, &recovered);
+    shard.restore(&state, &recovered).await;
     drop(recovered);
     glommio::spawn_local(log.clone().run_writer()).detach();
     glommio::spawn_local(shard.clone().run_refiller()).detach();
@@ -105,6 +105,7 @@ pub async fn serve(
         shard.report_problem(why);
     }
     shard.save_state().await;
+    shard.control.shard_finished();
 }
 
 async fn handle_requests(shard: Rc<Shard>, from: usize, rx: ConnectedReceiver<Request>) {

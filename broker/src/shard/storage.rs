@@ -10,10 +10,12 @@ use futures_lite::future;
 
 use super::{wall_ns, Shard};
 use crate::options::Options;
+use crate::storage::log::TopicSpan;
 use crate::storage::log::{SegmentLog, SyncPolicy};
 use crate::storage::meta::{self, ChannelState, ShardState, TopicState};
-use crate::storage::reader;
+use crate::storage::reader::{read_topic, Source, Wanted};
 use crate::storage::recovery::{self, Recovered};
+use crate::storage::relocated;
 use crate::topic::{Backlog, Restore, Topic};
 
 /// The most messages one refill read brings into a channel.
@@ -46,7 +48,12 @@ pub fn open(opts: &Options, id: usize) -> Result<(Rc<SegmentLog>, ShardState, Re
 
 impl Shard {
     /// Rebuilds topics and channels from the saved state and what the log holds.
-    pub fn restore(&self, state: &ShardState, recovered: &Recovered) {
+    pub async fn restore(&self, state: &ShardState, recovered: &Recovered) {
+        self.restore_topics(state, recovered);
+        self.restore_relocations(state).await;
+    }
+
+    fn restore_topics(&self, state: &ShardState, recovered: &Recovered) {
         let mut newest_id = 0u64;
         let mut last_incarnation = state.last_incarnation;
         for saved in &state.topics {
@@ -91,6 +98,34 @@ impl Shard {
         }
     }
 
+    /// Opens the relocated files the saved state names; deletes any other (a relocation a crash
+    /// interrupted before its switch was saved).
+    async fn restore_relocations(&self, state: &ShardState) {
+        let dir = self.log.dir().to_owned();
+        let mut wanted = Vec::new();
+        for saved in state.topics.iter().filter(|t| !t.relocated.is_empty()) {
+            wanted.push(saved.relocated.clone());
+            match relocated::open(&dir, &saved.relocated, saved.relocated_upto).await {
+                Ok(r) => {
+                    if let Some(topic) = self.topics.borrow_mut().get_mut(&saved.name) {
+                        topic.set_relocated(r);
+                    }
+                }
+                Err(e) => self.report_problem(format!("relocated messages unreadable: {e}")),
+            }
+        }
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            return;
+        };
+        for entry in entries.flatten() {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if relocated::is_relocated_name(&name) && !wanted.contains(&name) {
+                tracing::info!("STORAGE: removing unfinished relocation {name}");
+                let _ = std::fs::remove_file(entry.path());
+            }
+        }
+    }
+
     fn restore_topic(&self, saved: &TopicState, recovered: &Recovered) -> Topic {
         let inc = saved.incarnation;
         let in_log = recovered.topics.get(&saved.name);
@@ -117,8 +152,8 @@ impl Shard {
         topic
     }
 
-    /// The shard's state as it will be saved, and the lowest live message id per topic.
-    pub fn snapshot(&self) -> (ShardState, HashMap<String, (u64, u64)>) {
+    /// The shard's state as it will be saved, and what each topic still needs of the log.
+    pub fn snapshot(&self) -> (ShardState, HashMap<String, Needs>) {
         let now = Instant::now();
         let now_wall = wall_ns(SystemTime::now());
         let topics = self.topics.borrow();
@@ -130,7 +165,12 @@ impl Shard {
         let mut lows = HashMap::new();
         for topic in topics.values().filter(|t| t.is_durable()) {
             let (saved, low) = snapshot_topic(topic, now, now_wall);
-            lows.insert(topic.name().to_owned(), (topic.incarnation(), low));
+            let needs = Needs {
+                incarnation: topic.incarnation(),
+                low,
+                relocated_upto: topic.relocated().map_or(0, |r| r.upto),
+            };
+            lows.insert(topic.name().to_owned(), needs);
             state.topics.push(saved);
         }
         state.topics.sort_by(|a, b| a.name.cmp(&b.name));
@@ -156,25 +196,50 @@ impl Shard {
         }
         self.state_saved.advance(version);
         self.reclaim(&lows).await;
+        self.drop_read_relocations(&lows);
+        *self.last_needs.borrow_mut() = lows;
     }
 
-    /// Deletes every segment (but the newest) whose messages are all done for every channel.
-    async fn reclaim(&self, lows: &HashMap<String, (u64, u64)>) {
+    /// Deletes relocated files that every channel has read past (the saved state no longer
+    /// names them).
+    fn drop_read_relocations(&self, lows: &HashMap<String, Needs>) {
+        if self.relocating.get() {
+            return;
+        }
+        for (name, topic) in self.topics.borrow_mut().iter_mut() {
+            let done = match (topic.relocated(), lows.get(name)) {
+                (Some(r), Some(n)) => n.low > r.upto,
+                _ => false,
+            };
+            if !done {
+                continue;
+            }
+            if let Some(r) = topic.take_relocated() {
+                tracing::info!(
+                    "TOPIC({name}): relocated messages all read, deleting {}",
+                    r.name
+                );
+                let _ = std::fs::remove_file(self.log.dir().join(&r.name));
+            }
+        }
+    }
+
+    /// Deletes every segment (but the newest) that no topic needs any more: all its messages are
+    /// done for every channel, relocated, or of deleted topics. A pinned segment does not keep
+    /// later ones alive (reads skip the gaps).
+    async fn reclaim(&self, lows: &HashMap<String, Needs>) {
         let spans = self.log.segment_spans();
         let newest = spans.last().map(|s| s.0);
         for (base, _, topics) in spans {
             if Some(base) == newest {
                 break;
             }
-            let needed = topics.iter().any(|(name, span)| match lows.get(name) {
-                Some(&(inc, low)) => inc == span.incarnation && low <= span.max_id,
-                None => false,
-            });
-            if needed {
-                // Segments are reclaimed oldest first: a later one is no less needed.
-                break;
+            let needed = topics
+                .iter()
+                .any(|(name, span)| lows.get(name).is_some_and(|n| n.needs(span)));
+            if !needed {
+                self.log.remove_segment(base).await;
             }
-            self.log.remove_segment(base).await;
         }
         if let Some(first) = self.log.first_base() {
             for topic in self.topics.borrow_mut().values_mut() {
@@ -207,6 +272,13 @@ impl Shard {
         loop {
             future::or(self.state_wake.wait(), glommio::timer::sleep(interval)).await;
             self.save_state().await;
+            if !self.relocating.get() {
+                let job = self.relocation_candidate(&self.last_needs.borrow());
+                if let Some(job) = job {
+                    self.relocating.set(true);
+                    glommio::spawn_local(self.clone().relocate(job)).detach();
+                }
+            }
             if let (false, Some(why)) = (reported, self.log.poisoned()) {
                 self.report_problem(why);
                 reported = true;
@@ -260,6 +332,10 @@ impl Shard {
                 if room == 0 {
                     continue;
                 }
+                let relocated = topic
+                    .relocated()
+                    .filter(|r| backlog.from <= r.upto)
+                    .map(|r| (r.file.clone(), r.len, r.upto, r.index_lookup(backlog.from)));
                 jobs.push(RefillJob {
                     topic: topic.name().to_owned(),
                     channel: slot.channel.name().to_owned(),
@@ -267,6 +343,7 @@ impl Shard {
                     from: backlog.from,
                     pos: backlog.pos,
                     room: room.min(REFILL_BATCH_MAX),
+                    relocated,
                 });
             }
         }
@@ -275,58 +352,101 @@ impl Shard {
 
     /// Runs one refill; returns whether anything moved.
     async fn refill(&self, job: RefillJob) -> bool {
-        let read = reader::read_topic(
-            &self.log,
-            &job.topic,
-            job.incarnation,
+        let want = Wanted {
+            topic: &job.topic,
+            incarnation: job.incarnation,
+            from: job.from,
+            upto: job.relocated.as_ref().map_or(u64::MAX, |r| r.2),
+            max: job.room,
+        };
+        let read = match &job.relocated {
+            Some((file, len, _, pos)) => read_topic(&Source::File(file, *len), &want, *pos).await,
+            None => read_topic(&Source::Log(&self.log), &want, job.pos).await,
+        };
+        let mut out = match read {
+            Ok(out) => out,
+            Err(e) => {
+                self.report_problem_once(format!("cannot read topic {} back: {e}", job.topic));
+                return false;
+            }
+        };
+        tracing::debug!(
+            "REFILL({}/{}): from {} pos {} room {}: read {} messages, next {:?}",
+            job.topic,
+            job.channel,
             job.from,
             job.pos,
             job.room,
-        )
-        .await;
-        let out = match read {
-            Ok(out) => out,
-            Err(e) => {
-                // Reported once per topic; the refiller keeps trying at its slow pace.
-                let why = format!("cannot read topic {} back: {e}", job.topic);
-                let known = self
-                    .control
-                    .problems
-                    .lock()
-                    .map(|p| p.iter().any(|w| w.ends_with(&why)))
-                    .unwrap_or(true);
-                if !known {
-                    self.report_problem(why);
-                }
-                return false;
-            }
-        };
+            out.messages.len(),
+            out.next
+        );
         let now = Instant::now();
-        let moved = out.next != (job.from, job.pos) || !out.messages.is_empty();
-        let handed = {
-            let mut topics = self.topics.borrow_mut();
-            let Some(topic) = topics.get_mut(&job.topic) else {
-                return false;
-            };
-            if topic.incarnation() != job.incarnation {
-                return false;
-            }
-            let now_wall = wall_ns(SystemTime::now());
-            topic.apply_refill(
-                now,
-                now_wall,
-                &job.channel,
-                job.from,
-                job.room,
-                out.messages,
-                out.next,
-            )
+        let mut topics = self.topics.borrow_mut();
+        let Some(topic) = topics.get_mut(&job.topic) else {
+            return false;
         };
+        if topic.incarnation() != job.incarnation {
+            return false;
+        }
+        if let Some((_, _, upto, _)) = &job.relocated {
+            // Positions in the relocated file mean nothing in the log: continue in the log at
+            // the first id after the relocation once the file is read through.
+            out.next = if out.exhausted {
+                (upto + 1, topic.index_lookup(upto + 1))
+            } else {
+                (out.next.0, job.pos)
+            };
+        }
+        let moved = out.next != (job.from, job.pos) || !out.messages.is_empty();
+        let now_wall = wall_ns(SystemTime::now());
+        let handed = topic.apply_refill(
+            now,
+            now_wall,
+            &job.channel,
+            job.from,
+            job.room,
+            out.messages,
+            out.next,
+        );
+        drop(topics);
         if handed > 0 {
             self.mark_dirty(&job.topic);
             self.deliver(now);
         }
         moved
+    }
+
+    /// Reports a problem unless the same one was reported already.
+    pub fn report_problem_once(&self, why: String) {
+        let known = self
+            .control
+            .problems
+            .lock()
+            .map(|p| p.iter().any(|w| w.ends_with(&why)))
+            .unwrap_or(true);
+        if !known {
+            self.report_problem(why);
+        }
+    }
+}
+
+/// What a topic still needs of the shard log.
+#[derive(Debug, Clone, Copy)]
+pub struct Needs {
+    /// Its incarnation.
+    pub incarnation: u64,
+    /// The lowest message id any of its channels (or the topic itself) still needs.
+    pub low: u64,
+    /// Ids up to this one are in its relocated file (0: none).
+    pub relocated_upto: u64,
+}
+
+impl Needs {
+    /// Whether the topic needs its records in a segment with this span.
+    pub fn needs(&self, span: &TopicSpan) -> bool {
+        self.incarnation == span.incarnation
+            && self.low <= span.max_id
+            && span.max_id > self.relocated_upto
     }
 }
 
@@ -337,6 +457,8 @@ struct RefillJob {
     from: u64,
     pos: u64,
     room: usize,
+    /// The relocated file when `from` is in it: file, length, last id, position to read from.
+    relocated: Option<(Rc<glommio::io::BufferedFile>, u64, u64, u64)>,
 }
 
 /// What a saved channel still has to read after a restart.
@@ -428,6 +550,16 @@ fn snapshot_topic(topic: &Topic, now: Instant, now_wall: i64) -> (TopicState, u6
         head,
         retain_from: topic.retain_from().unwrap_or(0),
         channels,
+        // A relocated file every channel has read past is not needed any more.
+        relocated: topic
+            .relocated()
+            .filter(|r| r.upto >= low)
+            .map(|r| r.name.clone())
+            .unwrap_or_default(),
+        relocated_upto: topic
+            .relocated()
+            .filter(|r| r.upto >= low)
+            .map_or(0, |r| r.upto),
     };
     (saved, low)
 }

@@ -38,6 +38,8 @@ pub struct TopicSpan {
     pub incarnation: u64,
     /// The highest message id of the topic in the segment.
     pub max_id: u64,
+    /// Bytes of the topic's records in the segment.
+    pub bytes: u64,
 }
 
 /// One segment file.
@@ -50,6 +52,24 @@ pub struct Segment {
     /// Topics with messages in it.
     pub topics: HashMap<String, TopicSpan>,
     file: Option<Rc<BufferedFile>>,
+}
+
+/// Adds a record of `bytes` bytes to what a segment holds of `topic`.
+pub fn note_span(
+    topics: &mut HashMap<String, TopicSpan>,
+    topic: &str,
+    span: TopicSpan,
+    bytes: u64,
+) {
+    let entry = topics
+        .entry(topic.to_owned())
+        .or_insert(TopicSpan { bytes: 0, ..span });
+    if entry.incarnation != span.incarnation {
+        // A newer life of the name: the older one's bytes no longer matter.
+        *entry = TopicSpan { bytes: 0, ..span };
+    }
+    entry.max_id = entry.max_id.max(span.max_id);
+    entry.bytes += bytes;
 }
 
 impl Segment {
@@ -171,10 +191,7 @@ impl SegmentLog {
             .set(self.pending_messages.get() + messages);
         if let Some((_, segment)) = self.segments.borrow_mut().iter_mut().next_back() {
             segment.len += added;
-            let entry = segment.topics.entry(topic.to_owned()).or_insert(span);
-            if entry.incarnation != span.incarnation || entry.max_id < span.max_id {
-                *entry = span;
-            }
+            note_span(&mut segment.topics, topic, span, added);
         }
         self.wake.notify();
         Ok(end)
@@ -387,10 +404,16 @@ impl SegmentLog {
         self.segments.borrow().keys().next().copied()
     }
 
-    /// The segment containing `pos`: its base and the position after it.
+    /// The segment containing `pos`, or (when `pos` is in the gap a reclaimed segment left, or
+    /// past the end) the next one: its base and the position after it.
     pub fn segment_at(&self, pos: u64) -> Option<(u64, u64)> {
         let segments = self.segments.borrow();
-        let (base, s) = segments.range(..=pos).next_back()?;
+        if let Some((base, s)) = segments.range(..=pos).next_back() {
+            if pos < base + s.len || segments.range(pos.saturating_add(1)..).next().is_none() {
+                return Some((*base, base + s.len));
+            }
+        }
+        let (base, s) = segments.range(pos.saturating_add(1)..).next()?;
         Some((*base, base + s.len))
     }
 

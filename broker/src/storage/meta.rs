@@ -49,6 +49,10 @@ pub struct TopicState {
     pub retain_from: u64,
     /// Its channels.
     pub channels: Vec<ChannelState>,
+    /// The topic's relocated file (empty: none): ids up to `relocated_upto` are read from it.
+    pub relocated: String,
+    /// The highest id in the relocated file.
+    pub relocated_upto: u64,
 }
 
 /// One channel, as saved.

@@ -128,16 +128,12 @@ fn scan_segment(
                         .push((first_id, at));
                     last_indexed.insert(key, at);
                 }
-                let span = spans.entry(batch.topic).or_insert(TopicSpan {
+                let span = TopicSpan {
                     incarnation: batch.incarnation,
                     max_id: max_seq,
-                });
-                if span.incarnation != batch.incarnation || span.max_id < max_seq {
-                    *span = TopicSpan {
-                        incarnation: batch.incarnation,
-                        max_id: max_seq,
-                    };
-                }
+                    bytes: 0,
+                };
+                super::log::note_span(&mut spans, &batch.topic, span, len as u64);
                 pos += len;
             }
             Read::End => return (pos as u64, spans, None),
