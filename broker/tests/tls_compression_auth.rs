@@ -1301,3 +1301,48 @@ fn tls_required_answers_plain_http_with_403() {
     plain.send(&V2::Nop);
     plain.expect_error("E_INVALID cannot NOP in current state (TLS required)");
 }
+
+#[test]
+fn auth_state_moves_with_a_subscriber_to_its_topics_shard() {
+    let server = AuthServer::start(Box::new(|_, _| {
+        Some((
+            200,
+            r#"{"ttl":3600,"authorizations":[{"topic":"^moved_","channels":[".*"],"permissions":["publish","subscribe"]}]}"#.to_owned(),
+        ))
+    }));
+    let broker = Broker::start(&[
+        format!("--auth-http-address={}", server.addr),
+        "--cores=2".to_owned(),
+    ]);
+    // Eight topics over two shards: some subscribers move, and must stay authorized there.
+    for i in 0..8 {
+        let topic = format!("moved_{i}");
+        let mut consumer = broker.client();
+        consumer.identify(negotiate(serde_json::json!({"deflate": true})));
+        consumer.upgrade_deflate(6);
+        consumer.send(&V2::Auth(Bytes::from_static(b"s")));
+        let (kind, _) = consumer.frame();
+        assert_eq!(kind, RESPONSE);
+        consumer.subscribe(&topic, "ch", 10);
+        consumer.send(&V2::Pub {
+            topic: Name::new(&topic),
+            body: Bytes::from_static(b"from an authorized subscriber"),
+        });
+        // The OK and the delivery of that message, in either order.
+        let mut frames = [consumer.frame(), consumer.frame()];
+        frames.sort_by_key(|f| f.0);
+        assert_eq!(frames[0], (RESPONSE, b"OK".to_vec()));
+        assert_eq!(frames[1].0, MESSAGE);
+        assert!(frames[1].1.ends_with(b"from an authorized subscriber"));
+        consumer.send(&V2::Pub {
+            topic: Name::new("elsewhere"),
+            body: Bytes::from_static(b"x"),
+        });
+        consumer.expect_error(r#"E_UNAUTHORIZED AUTH failed for PUB on "elsewhere" """#);
+    }
+    assert_eq!(
+        server.requests().len(),
+        8,
+        "one query per AUTH, none after the moves"
+    );
+}
