@@ -257,9 +257,9 @@ fn bind_pair(
         None => (opts.tcp_address, opts.http_address),
     };
     let tcp =
-        TcpListener::bind(tcp_addr).map_err(|e| format!("listen ({tcp_addr}) failed - {e}"))?;
+        crate::conn::handoff::listen(tcp_addr).map_err(|e| format!("listen ({tcp_addr}) failed - {e}"))?;
     let http =
-        TcpListener::bind(http_addr).map_err(|e| format!("listen ({http_addr}) failed - {e}"))?;
+        crate::conn::handoff::listen(http_addr).map_err(|e| format!("listen ({http_addr}) failed - {e}"))?;
     let bound = Bound {
         tcp: tcp.local_addr().map_err(|e| e.to_string())?,
         http: http.local_addr().map_err(|e| e.to_string())?,
@@ -337,7 +337,7 @@ fn bind_https(opts: &Options, control: &Control, id: usize) -> Result<Option<Tcp
         Some(addr) if id != 0 => addr,
         _ => opts.security.https_address,
     };
-    let listener = TcpListener::bind(addr).map_err(|e| format!("listen ({addr}) failed - {e}"))?;
+    let listener = crate::conn::handoff::listen(addr).map_err(|e| format!("listen ({addr}) failed - {e}"))?;
     if id == 0 {
         let bound = listener.local_addr().map_err(|e| e.to_string())?;
         if let Ok(mut slot) = control.https.lock() {

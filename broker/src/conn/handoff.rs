@@ -82,3 +82,23 @@ pub async fn send(
         );
     }
 }
+
+/// A listening socket on `addr` shared by every shard (SO_REUSEPORT) that can also be bound
+/// again at once after a restart while old connections linger in TIME_WAIT (SO_REUSEADDR, as
+/// Go's listeners do), as a glommio listener on the calling shard's reactor.
+///
+/// # Errors
+/// The socket error.
+pub fn listen(addr: std::net::SocketAddr) -> std::io::Result<glommio::net::TcpListener> {
+    use socket2::{Domain, Protocol, Socket, Type};
+    let domain = if addr.is_ipv6() { Domain::IPV6 } else { Domain::IPV4 };
+    let socket = Socket::new(domain, Type::STREAM, Some(Protocol::TCP))?;
+    socket.set_reuse_address(true)?;
+    socket.set_reuse_port(true)?;
+    socket.set_nonblocking(true)?;
+    socket.bind(&addr.into())?;
+    socket.listen(1024)?;
+    // SAFETY: the descriptor is an open, bound, listening TCP socket whose ownership moves
+    // into the listener (into_raw_fd gives it up).
+    Ok(unsafe { glommio::net::TcpListener::from_raw_fd(socket.into_raw_fd()) })
+}
