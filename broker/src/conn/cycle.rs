@@ -234,6 +234,8 @@ impl Reader {
 
     /// Queues a publish for the shard that owns its topic; its reply comes in order.
     pub(super) fn forward(&mut self, to: usize, verb: Verb, item: PubItem) {
+        let sent = self.shard.forwarded_out.get() + item.bodies.len() as u64;
+        self.shard.forwarded_out.set(sent);
         let Some(batch) = self.forward.get_mut(to) else {
             return;
         };

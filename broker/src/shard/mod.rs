@@ -99,6 +99,10 @@ pub struct Shard {
     last_needs: RefCell<HashMap<String, storage::Needs>>,
     /// A relocation is running.
     relocating: Cell<bool>,
+    /// Messages sent to other shards' topics (metrics).
+    pub forwarded_out: Cell<u64>,
+    /// Messages received from other shards for topics owned here (metrics).
+    pub forwarded_in: Cell<u64>,
 }
 
 impl Shard {
@@ -138,6 +142,8 @@ impl Shard {
             last_saved: RefCell::new(None),
             last_needs: RefCell::new(HashMap::new()),
             relocating: Cell::new(false),
+            forwarded_out: Cell::new(0),
+            forwarded_in: Cell::new(0),
         }
     }
 

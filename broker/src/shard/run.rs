@@ -136,6 +136,10 @@ async fn handle_requests(shard: Rc<Shard>, from: usize, rx: ConnectedReceiver<Re
 }
 
 async fn publish_and_reply(shard: Rc<Shard>, from: usize, token: u64, items: Vec<PubItem>) {
+    let count: usize = items.iter().map(|i| i.bodies.len()).sum();
+    shard
+        .forwarded_in
+        .set(shard.forwarded_in.get() + count as u64);
     let results = shard
         .publish_durable(
             items

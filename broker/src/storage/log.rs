@@ -122,6 +122,10 @@ pub struct SegmentLog {
     pub fsyncs: Cell<u64>,
     /// Writes done, for stats.
     pub writes: Cell<u64>,
+    /// Bytes written, for stats.
+    pub bytes_written: Cell<u64>,
+    /// fsync latency in microseconds, for stats.
+    pub fsync_latency_us: RefCell<hdrhistogram::Histogram<u64>>,
     /// A segment was created or deleted since the directory was last synced.
     dir_dirty: Cell<bool>,
 }
@@ -149,6 +153,8 @@ impl SegmentLog {
             poisoned: RefCell::new(None),
             fsyncs: Cell::new(0),
             writes: Cell::new(0),
+            bytes_written: Cell::new(0),
+            fsync_latency_us: RefCell::new(latency_histogram()),
             dir_dirty: Cell::new(true),
         }
     }
@@ -395,6 +401,8 @@ impl SegmentLog {
             return Err(format!("write segment {base}: short write {n} < {len}"));
         }
         self.writes.set(self.writes.get() + 1);
+        self.bytes_written
+            .set(self.bytes_written.get() + len as u64);
         self.written.advance(pos + len as u64);
         Ok(())
     }
@@ -434,10 +442,16 @@ impl SegmentLog {
                 .file(base)
                 .await
                 .map_err(|e| format!("open segment {base}: {e}"))?;
+            let started = Instant::now();
             file.fdatasync()
                 .await
                 .map_err(|e| format!("fsync segment {base}: {e}"))?;
             self.fsyncs.set(self.fsyncs.get() + 1);
+            let us = started.elapsed().as_micros().max(1) as u64;
+            let _ = self
+                .fsync_latency_us
+                .borrow_mut()
+                .record(us.min(3_600_000_000));
         }
         if self.dir_dirty.replace(false) {
             sync_dir(&self.dir).map_err(|e| format!("fsync {}: {e}", self.dir.display()))?;
@@ -451,6 +465,13 @@ impl SegmentLog {
         self.write_pending().await?;
         self.sync().await
     }
+}
+
+/// An auto-resizing histogram (two significant figures): creating it cannot fail.
+fn latency_histogram() -> hdrhistogram::Histogram<u64> {
+    let mut h = hdrhistogram::Histogram::new(2).unwrap_or_else(|_| unreachable!("2 is valid"));
+    h.auto(true);
+    h
 }
 
 /// fsync of a directory, so that created, renamed and deleted entries are durable.
