@@ -162,6 +162,43 @@ impl Load {
         }
     }
 
+    /// An HTTP publisher: `/pub` and `/mpub` (1-10 messages) to every topic, one request at a
+    /// time, until a request fails (the broker was killed) or `until`.
+    fn publish_http(&self, addr: SocketAddr, publisher: u64, until: Instant) {
+        let mut next = 0u64;
+        let mut request = 0u64;
+        while Instant::now() < until {
+            let topic = ((request + publisher) % self.topics.len() as u64) as usize;
+            let count = if request % 2 == 0 {
+                1 + request % 10
+            } else {
+                1
+            };
+            let keys: Vec<u64> = (next..next + count)
+                .map(|n| (publisher << 32) | n)
+                .collect();
+            let bodies: Vec<Vec<u8>> = keys.iter().map(|&k| body(k, LOAD_BODY_LEN)).collect();
+            let (path, payload) = if request % 2 == 0 {
+                ("mpub", bodies.join(&b'\n'))
+            } else {
+                ("pub", bodies[0].clone())
+            };
+            next += count;
+            request += 1;
+            self.sent_total.fetch_add(count, Ordering::SeqCst);
+            let path = format!("/{path}?topic={}", self.topics[topic]);
+            match sluice_tests::http::request(addr, "POST", &path, &payload, WAIT) {
+                Ok(r) if r.status == 200 => {
+                    self.acked_total
+                        .fetch_add(keys.len() as u64, Ordering::SeqCst);
+                    self.acked.lock().unwrap()[topic].extend(keys);
+                }
+                Ok(r) => return self.fail(format!("POST {path}: {} {:?}", r.status, r.body)),
+                Err(_) => return,
+            }
+        }
+    }
+
     /// One publisher connection: PUB and MPUB (1-10 messages) to every topic, pipelined, until
     /// the connection fails (the broker was killed) or `until`.
     fn publish(&self, addr: SocketAddr, publisher: u64, until: Instant) {
@@ -249,6 +286,10 @@ fn sigkill_under_load(extra: &[&str], kill_after_acked: u64) {
         for p in 0..4 {
             let load = &load;
             s.spawn(move || load.publish(addr, p, until));
+        }
+        for p in 4..6 {
+            let (load, http) = (&load, broker.http());
+            s.spawn(move || load.publish_http(http, p, until));
         }
         let live_seen = &mut live_seen;
         let consumer = s.spawn(move || {
@@ -1136,5 +1177,50 @@ fn sigkill_in_the_middle_of_draining_a_backlog_resumes_it() {
         got.intersection(&finished).count(),
         0,
         "FINished delivered again"
+    );
+}
+
+#[test]
+fn an_abandoned_channel_does_not_pin_disk_for_other_topics() {
+    // ARCHITECTURE.md ("The segment log"): a slow channel must not pin unbounded disk for
+    // other topics. One message waits forever on shard 0 while another topic on the same shard
+    // moves 8 MB through; its segments must go once consumed.
+    const SEGMENT: u64 = 1 << 20;
+    const COUNT: u64 = 8 * 1024;
+    let mut args = base_args();
+    let segment_flag = format!("--max-bytes-per-file={SEGMENT}");
+    args.push(segment_flag.as_str());
+    let broker = Broker::start("abandoned", &args).unwrap();
+    let abandoned = topic_on_shard("abandoned", 0, SHARDS);
+    let busy = topic_on_shard("busy", 0, SHARDS);
+    post_ok(&broker, &format!("/topic/create?topic={abandoned}"));
+    post_ok(
+        &broker,
+        &format!("/channel/create?topic={abandoned}&channel=nobody"),
+    );
+    publish_keys(broker.tcp(), &abandoned, &[0], 100, 1);
+    post_ok(&broker, &format!("/topic/create?topic={busy}"));
+    post_ok(&broker, &format!("/channel/create?topic={busy}&channel=c"));
+    publish_big(broker.tcp(), &busy, 0..COUNT);
+    let peak = broker.segment_bytes(SHARDS);
+    let all: HashSet<u64> = (0..COUNT).collect();
+    let seen = drain(broker.tcp(), &busy, "c", &all);
+    assert_none_missing(&busy, &all, &seen.keys(), &broker);
+
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut left = broker.segment_bytes(SHARDS);
+    while left > 3 * SEGMENT && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+        left = broker.segment_bytes(SHARDS);
+    }
+    println!(
+        "abandoned channel: {busy} consumed; segments {peak} bytes at the peak, {left} bytes \
+         after (segments of 1 MiB, {} files)",
+        broker.segments(0).len()
+    );
+    assert!(
+        left <= 3 * SEGMENT,
+        "one unconsumed message of {abandoned} keeps {left} bytes of {busy}'s consumed \
+         segments on disk"
     );
 }
