@@ -176,9 +176,7 @@ pub fn replay_http_file(file: &str, daemon_kind: &str) -> Result<Vec<Outcome>, S
             .map_err(|e| format!("setup {e}"))
             .and_then(|()| run_http_line(&daemon, line))
             .map_err(|e| format!("{e}\n  daemon log:\n{}", daemon.log_tail()));
-        let wanted = only
-            .as_ref()
-            .map_or(true, |names| names.contains(&line.name));
+        let wanted = only.as_ref().is_none_or(|names| names.contains(&line.name));
         if wanted {
             outcomes.push(Outcome {
                 name: line.name.clone(),
