@@ -127,7 +127,8 @@ impl Authorizations {
             // A TTL too large for the clock never expires in practice.
             expires: now
                 .checked_add(ttl)
-                .unwrap_or(now + Duration::from_secs(1 << 40)),
+                .or_else(|| now.checked_add(Duration::from_secs(1 << 40)))
+                .unwrap_or(now),
         })
     }
 
@@ -209,6 +210,8 @@ mod tests {
             "invalid TTL 0 (must be >0)"
         );
         assert!(parse("not json").is_err());
+        let forever = parse(r#"{"ttl":9223372036854775807,"authorizations":[]}"#).unwrap();
+        assert!(!forever.is_expired(Instant::now() + Duration::from_secs(1 << 30)));
     }
 
     #[test]
