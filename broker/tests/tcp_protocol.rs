@@ -520,3 +520,51 @@ fn ok_and_message(conn: &mut Conn) -> sluice_proto::Message {
         })
         .expect("no message")
 }
+
+#[test]
+fn sub_and_rdy_in_one_write_answer_sub_before_the_backlog() {
+    let broker = Broker::start(1, &[]);
+    let batch: Vec<Vec<u8>> = (0..5).map(|i| format!("m{i}").into_bytes()).collect();
+    broker.connect().mpublish("t", &batch);
+    let mut conn = broker.connect();
+    conn.send_raw(&encode(&[sub("t", "c"), V2::Rdy(10)]));
+    conn.expect_ok();
+    conn.set_subscribed();
+    assert_eq!(
+        bodies(&conn.receive_and_fin(5)),
+        ["m0", "m1", "m2", "m3", "m4"]
+    );
+}
+
+#[test]
+fn sub_is_answered_before_deliveries_on_a_busy_topic() {
+    // A consumer pipelining SUB and RDY (as go-nsq does) on a topic that is being published
+    // to must still read the SUB's OK first.
+    let broker = Broker::start(1, &[]);
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    std::thread::scope(|scope| {
+        scope.spawn(|| {
+            let mut producer = broker.connect();
+            let mut i = 0;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) && i < 20_000 {
+                producer.publish("busy", format!("m{i}").as_bytes());
+                i += 1;
+            }
+        });
+        let mut early = Vec::new();
+        for n in 0..10 {
+            let mut conn = broker.connect();
+            conn.send_raw(&encode(&[sub("busy", &format!("c{n}")), V2::Rdy(10)]));
+            let first = conn.frame();
+            if first != Frame::Response(bytes::Bytes::from_static(b"OK")) {
+                early.push((n, first));
+            }
+        }
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        assert!(
+            early.is_empty(),
+            "{} of 10 consumers got a frame before the SUB's OK: {early:?}",
+            early.len()
+        );
+    });
+}
