@@ -51,6 +51,8 @@ pub struct Control {
     pub lookupd_tcp_addresses: Mutex<Vec<String>>,
     /// Topic and channel creation and deletion, for the lookupd registration thread.
     pub events: crate::lookupd::Events,
+    /// When the broker started (one time for every shard's `/info` and `/stats`).
+    pub started_at: std::time::SystemTime,
     /// Shards that finished their orderly stop (log flushed, state saved).
     finished: Mutex<usize>,
     finished_cv: Condvar,
@@ -256,10 +258,10 @@ fn bind_pair(
         Some(b) => (b.tcp, b.http),
         None => (opts.tcp_address, opts.http_address),
     };
-    let tcp =
-        crate::conn::handoff::listen(tcp_addr).map_err(|e| format!("listen ({tcp_addr}) failed - {e}"))?;
-    let http =
-        crate::conn::handoff::listen(http_addr).map_err(|e| format!("listen ({http_addr}) failed - {e}"))?;
+    let tcp = crate::conn::handoff::listen(tcp_addr)
+        .map_err(|e| format!("listen ({tcp_addr}) failed - {e}"))?;
+    let http = crate::conn::handoff::listen(http_addr)
+        .map_err(|e| format!("listen ({http_addr}) failed - {e}"))?;
     let bound = Bound {
         tcp: tcp.local_addr().map_err(|e| e.to_string())?,
         http: http.local_addr().map_err(|e| e.to_string())?,
@@ -337,7 +339,8 @@ fn bind_https(opts: &Options, control: &Control, id: usize) -> Result<Option<Tcp
         Some(addr) if id != 0 => addr,
         _ => opts.security.https_address,
     };
-    let listener = crate::conn::handoff::listen(addr).map_err(|e| format!("listen ({addr}) failed - {e}"))?;
+    let listener =
+        crate::conn::handoff::listen(addr).map_err(|e| format!("listen ({addr}) failed - {e}"))?;
     if id == 0 {
         let bound = listener.local_addr().map_err(|e| e.to_string())?;
         if let Ok(mut slot) = control.https.lock() {
@@ -363,6 +366,7 @@ pub fn control(opts: &Options) -> Arc<Control> {
         lookupd_tcp_addresses: Mutex::new(opts.lookupd_tcp_addresses.clone()),
         events: crate::lookupd::Events::new(),
         problems: Mutex::new(Vec::new()),
+        started_at: std::time::SystemTime::now(),
         finished: Mutex::new(0),
         finished_cv: Condvar::new(),
         https: Mutex::new(None),

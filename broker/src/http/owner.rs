@@ -124,3 +124,29 @@ pub async fn topic_stats(shard: &Shard, query: &StatsQuery) -> Result<Vec<TopicS
     topics.sort_by(|a, b| a.topic_name.cmp(&b.topic_name));
     Ok(topics)
 }
+
+/// The publishing connections of every shard, oldest first (by client id).
+///
+/// # Errors
+/// [`MeshClosed`] when a shard no longer answers.
+pub async fn producers(
+    shard: &Shard,
+) -> Result<Vec<sluice_proto::http_json::ClientStats>, MeshClosed> {
+    let mut pending = Vec::new();
+    for to in (0..shard.count).filter(|&to| to != shard.id) {
+        pending.push(
+            shard
+                .mesh
+                .call(to, |token| Request::Producers { token })
+                .await?,
+        );
+    }
+    let mut all = shard.producers_local();
+    for rx in pending {
+        match rx.await {
+            Ok(Reply::Producers(more)) => all.extend(more),
+            _ => return Err(MeshClosed),
+        }
+    }
+    Ok(all)
+}

@@ -21,6 +21,8 @@ pub enum Endpoint {
     Mpub,
     /// `GET /stats`
     Stats,
+    /// `GET /metrics` (ours: Prometheus text, [`crate::metrics::scrape`])
+    Metrics,
     /// `POST /topic/<action>`
     Topic(Action),
     /// `POST /channel/<action>`
@@ -60,6 +62,7 @@ const ROUTES: &[(&str, &str, Endpoint)] = &[
     ("POST", "/pub", Endpoint::Pub),
     ("POST", "/mpub", Endpoint::Mpub),
     ("GET", "/stats", Endpoint::Stats),
+    ("GET", "/metrics", Endpoint::Metrics),
     ("POST", "/topic/create", Endpoint::Topic(Action::Create)),
     ("POST", "/topic/delete", Endpoint::Topic(Action::Delete)),
     ("POST", "/topic/empty", Endpoint::Topic(Action::Empty)),

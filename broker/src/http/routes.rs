@@ -81,6 +81,7 @@ async fn run(
         Endpoint::Pub => publish::pub_message(shard, req).await,
         Endpoint::Mpub => publish::mpub_messages(shard, req).await,
         Endpoint::Stats => stats::stats(shard, req.uri()).await,
+        Endpoint::Metrics => crate::metrics::scrape::metrics(shard).await,
         Endpoint::Topic(action) => admin::topic(shard, action, req.uri()).await,
         Endpoint::Channel(action) => admin::channel(shard, action, req.uri()).await,
         Endpoint::Config => {

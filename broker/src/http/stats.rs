@@ -16,13 +16,12 @@
 use std::time::SystemTime;
 
 use hyper::{StatusCode, Uri};
-use sluice_proto::http_json::{ClientStats, Stats, TopicStats};
+use sluice_proto::http_json::{Stats, TopicStats};
 
 use super::info::{health, start_time};
 use super::query::{bool_param, Query};
 use super::reply::Reply;
 use super::{memory, owner, stats_text};
-use crate::conn::shared::ConnShared;
 use crate::options::NSQ_VERSION;
 use crate::shard::mesh::StatsQuery;
 use crate::shard::Shard;
@@ -44,7 +43,12 @@ pub async fn stats(shard: &Shard, uri: &Uri) -> Reply {
     };
     let topics = select(gathered, &filter);
     let producers = if filter.include_clients && topics.is_some() {
-        producers(shard)
+        // Upstream writes `null` for no producers (a nil slice).
+        match owner::producers(shard).await {
+            Ok(p) if !p.is_empty() => Some(p),
+            Ok(_) => None,
+            Err(_) => return Reply::v1_error(StatusCode::SERVICE_UNAVAILABLE, "EXITING"),
+        }
     } else {
         None
     };
@@ -82,48 +86,6 @@ fn select(topics: Vec<TopicStats>, filter: &StatsQuery) -> Option<Vec<TopicStats
             .filter(|t| !t.channels.is_empty())
             .collect(),
     )
-}
-
-/// The connections on this shard that are not subscribed, oldest first; `None` when there are
-/// none (upstream's nil slice).
-fn producers(shard: &Shard) -> Option<Vec<ClientStats>> {
-    let clients = shard.clients.borrow();
-    let mut found: Vec<&std::rc::Rc<ConnShared>> = clients
-        .values()
-        .filter(|c| c.subscription.borrow().is_none())
-        .collect();
-    if found.is_empty() {
-        return None;
-    }
-    found.sort_by_key(|c| c.client_id);
-    Some(found.into_iter().map(|c| client_stats(c)).collect())
-}
-
-/// A connection in upstream's `ClientV2Stats` shape.
-fn client_stats(conn: &ConnShared) -> ClientStats {
-    let identity = conn.identity.borrow();
-    let counters = conn.counters.get();
-    ClientStats {
-        client_id: identity.client_id.clone(),
-        hostname: identity.hostname.clone(),
-        version: "V2".to_owned(),
-        remote_address: conn.remote.to_string(),
-        state: conn.state.get().code(),
-        ready_count: i64::try_from(conn.ready_count.get()).unwrap_or(i64::MAX),
-        message_count: counters.message_count,
-        finish_count: counters.finish_count,
-        requeue_count: counters.requeue_count,
-        connect_ts: conn
-            .connected_at
-            .duration_since(SystemTime::UNIX_EPOCH)
-            .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX)),
-        sample_rate: i32::from(identity.sample_rate),
-        deflate: identity.deflate,
-        snappy: identity.snappy,
-        user_agent: identity.user_agent.clone(),
-        tls: identity.tls_v1,
-        ..ClientStats::default()
-    }
 }
 
 #[cfg(test)]

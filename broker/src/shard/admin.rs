@@ -148,6 +148,18 @@ impl Shard {
         }
     }
 
+    /// The connections on this shard that published something (upstream `IsProducer`: a
+    /// non-empty `pub_counts`), oldest first.
+    pub fn producers_local(&self) -> Vec<ClientStats> {
+        let clients = self.clients.borrow();
+        let mut found: Vec<_> = clients
+            .values()
+            .filter(|c| !c.pub_counts.borrow().is_empty())
+            .collect();
+        found.sort_by_key(|c| c.client_id);
+        found.into_iter().map(|c| client_stats(c)).collect()
+    }
+
     /// Stats of the topics owned here, sorted by name, filtered by `query`.
     pub fn stats_local(&self, query: &StatsQuery) -> Vec<TopicStats> {
         let now_wall = wall_ns(SystemTime::now());

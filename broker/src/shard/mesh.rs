@@ -129,6 +129,16 @@ pub enum Request {
         /// The operation.
         op: AdminOp,
     },
+    /// The publishing connections on this shard (`/stats` producers).
+    Producers {
+        /// Reply token.
+        token: u64,
+    },
+    /// This shard's figures for `/metrics` ([`crate::metrics::snapshot`]).
+    Metrics {
+        /// Reply token.
+        token: u64,
+    },
     /// Stats of the topics this shard owns.
     Stats {
         /// Reply token.
@@ -147,6 +157,10 @@ pub enum Reply {
     Admin(AdminResult),
     /// Topics of a `Stats`.
     Stats(Vec<TopicStats>),
+    /// The snapshot of a `Metrics`.
+    Metrics(Box<crate::metrics::snapshot::ShardSnapshot>),
+    /// Connections of a `Producers`.
+    Producers(Vec<sluice_proto::http_json::ClientStats>),
 }
 
 /// The unconnected ends for one shard, made before the executors start.

@@ -4,7 +4,7 @@
 //! touches them; connections on the shard call it synchronously between awaits, so no lock is
 //! ever taken. Work for a topic owned elsewhere travels over the [`mesh`] in batches.
 
-mod admin;
+pub mod admin;
 mod compaction;
 pub mod mesh;
 pub mod run;
@@ -132,7 +132,7 @@ impl Shard {
             last_incarnation: Cell::new(0),
             mesh,
             timer: Timer::default(),
-            started_at: SystemTime::now(),
+            started_at: control.started_at,
             control,
             log,
             refill_wake: Signal::default(),

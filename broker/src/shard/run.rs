@@ -127,6 +127,20 @@ async fn handle_requests(shard: Rc<Shard>, from: usize, rx: ConnectedReceiver<Re
                 })
                 .detach();
             }
+            Request::Producers { token } => {
+                let producers = shard.producers_local();
+                shard
+                    .mesh
+                    .reply(from, token, Reply::Producers(producers))
+                    .await;
+            }
+            Request::Metrics { token } => {
+                let snapshot = Box::new(crate::metrics::snapshot::take(&shard));
+                shard
+                    .mesh
+                    .reply(from, token, Reply::Metrics(snapshot))
+                    .await;
+            }
             Request::Stats { token, query } => {
                 let stats = shard.stats_local(&query);
                 shard.mesh.reply(from, token, Reply::Stats(stats)).await;

@@ -29,7 +29,7 @@ use session::{Session, HTTP_TIMEOUT};
 pub const DEFAULT_THREADS: usize = 4;
 
 /// The result of one scenario or line.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct Outcome {
     /// Scenario or line name.
     pub name: String,
@@ -283,6 +283,36 @@ pub fn report(title: &str, outcomes: &[Outcome]) {
         names.len(),
         outcomes.len(),
         names.join(", ")
+    );
+}
+
+/// Like [`report`], for a file where some lines differ from upstream on purpose: each of
+/// `intended` (name, reason — the README's "Compatibility with NSQ" section says why) must fail
+/// (a line that starts passing means the list is stale, which fails too), and every other line
+/// must pass.
+///
+/// # Panics
+/// When a line outside `intended` fails, or a line in it passes.
+pub fn report_with_intended_differences(
+    title: &str,
+    outcomes: &[Outcome],
+    intended: &[(&str, &str)],
+) {
+    let is_intended = |name: &str| intended.iter().any(|(n, _)| *n == name);
+    let (differing, others): (Vec<Outcome>, Vec<Outcome>) =
+        outcomes.iter().cloned().partition(|o| is_intended(&o.name));
+    for (name, why) in intended {
+        println!("  intended difference: {name}: {why}");
+    }
+    let stale: Vec<&str> = differing
+        .iter()
+        .filter(|o| o.result.is_ok())
+        .map(|o| o.name.as_str())
+        .collect();
+    report(title, &others);
+    assert!(
+        stale.is_empty(),
+        "golden {title}: listed as intended differences but now matching upstream: {stale:?}"
     );
 }
 
