@@ -34,7 +34,7 @@ pub struct HttpClient {
     pub request_timeout: Duration,
 }
 
-/// A reply: status, reason phrase and body.
+/// A reply: status and body.
 #[derive(Debug, Clone)]
 pub struct Reply {
     /// Status code.

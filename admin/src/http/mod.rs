@@ -30,6 +30,9 @@ use router::{Dispatch, Route};
 /// tells "too big" apart).
 pub(crate) const REQUEST_BODY_MAX: usize = 1024 * 1024 + 1;
 
+/// How long a client may take to send a request's head (a slow or idle client is dropped).
+const HEADER_READ_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+
 /// A request, read whole.
 #[derive(Debug)]
 pub(crate) struct AdminRequest {
@@ -148,8 +151,10 @@ async fn serve_connection(
         let ctx = Arc::clone(&ctx);
         async move { Ok::<_, Infallible>(respond(ctx, remote, request).await) }
     });
-    let connection =
-        hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(stream), service);
+    let connection = hyper::server::conn::http1::Builder::new()
+        .timer(hyper_util::rt::TokioTimer::new())
+        .header_read_timeout(HEADER_READ_TIMEOUT)
+        .serve_connection(TokioIo::new(stream), service);
     tokio::pin!(connection);
     tokio::select! {
         _ = connection.as_mut() => {}
