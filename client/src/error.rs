@@ -39,7 +39,7 @@ impl BrokerError {
     /// Whether the broker closes the connection after this error (unknown codes count as
     /// fatal, as upstream treats every error but FIN/REQ/TOUCH failures).
     pub fn is_fatal(&self) -> bool {
-        self.code.map_or(true, ErrorCode::is_fatal)
+        self.code.is_none_or(ErrorCode::is_fatal)
     }
 }
 

@@ -38,6 +38,8 @@
 #![deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 #![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
 
+#[cfg(feature = "apps")]
+pub mod apps;
 pub mod backoff;
 pub mod config;
 pub mod conn;

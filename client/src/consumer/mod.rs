@@ -63,15 +63,59 @@ where
 pub struct Responder {
     writer: Arc<Mutex<TcpStream>>,
     addr: Arc<str>,
+    /// The RDY count this connection last sent (0 before the first).
+    rdy: Arc<AtomicU64>,
 }
 
 impl Responder {
     fn write(&self, cmd: &Command) -> Result<(), Error> {
+        self.write_all(std::iter::once(cmd.clone()))
+    }
+
+    /// Encodes every command into one buffer and writes it in one call.
+    fn write_all(&self, cmds: impl Iterator<Item = Command>) -> Result<(), Error> {
         let mut out = BytesMut::with_capacity(64);
-        put_command(&mut out, cmd);
+        for cmd in cmds {
+            put_command(&mut out, &cmd);
+        }
+        if out.is_empty() {
+            return Ok(());
+        }
         let mut stream = lock(&self.writer);
         std::io::Write::write_all(&mut *stream, &out)
             .map_err(|e| Error::io(format!("writing to {}", self.addr), e))
+    }
+
+    /// The broker address of this connection.
+    pub fn addr(&self) -> &str {
+        &self.addr
+    }
+
+    /// Whether both answer the same connection (a reconnect gets a new responder).
+    pub fn same_connection(&self, other: &Responder) -> bool {
+        Arc::ptr_eq(&self.writer, &other.writer)
+    }
+
+    /// The RDY count this connection last sent: how many messages the broker may have in
+    /// flight on it (go-nsq `Conn.LastRDY`). A handler holding this many is starved.
+    pub fn rdy(&self) -> u64 {
+        self.rdy.load(Ordering::Relaxed)
+    }
+
+    /// Sends `FIN` for every id, all in one write.
+    ///
+    /// # Errors
+    /// As [`Responder::finish`].
+    pub fn finish_all(&self, ids: &[MessageId]) -> Result<(), Error> {
+        self.write_all(ids.iter().map(|id| Command::Fin(*id)))
+    }
+
+    /// Sends `REQ id delay` for every id, all in one write.
+    ///
+    /// # Errors
+    /// As [`Responder::finish`].
+    pub fn requeue_all(&self, ids: &[MessageId], delay: Duration) -> Result<(), Error> {
+        self.write_all(ids.iter().map(|id| Command::Req { id: *id, delay }))
     }
 
     /// Sends `FIN id`.

@@ -9,7 +9,7 @@
 //! [`Config::read_chunk`]: crate::Config::read_chunk
 
 use std::net::TcpStream;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -82,6 +82,7 @@ fn run_session(
     let responder = Responder {
         writer: writer.clone(),
         addr: Arc::from(addr),
+        rdy: Arc::new(AtomicU64::new(0)),
     };
     conn.set_read_timeout(STOP_POLL.min(shared.config.read_timeout))?;
     let mut frames = Vec::new();
@@ -98,6 +99,9 @@ fn run_session(
         }
         if closing.cls_sent.is_none() {
             update_rdy(shared, &mut conn, &mut rdy_state);
+            responder
+                .rdy
+                .store(rdy_state.1.unwrap_or(0), Ordering::Relaxed);
         }
         flush_locked(&mut conn, &writer)?;
         if closing.close_wait {
