@@ -14,6 +14,7 @@ pub mod host;
 pub mod http;
 pub mod log;
 pub mod lookupd;
+pub mod metrics;
 pub mod options;
 pub mod runtime;
 pub mod shard;
@@ -51,6 +52,8 @@ pub fn run(opts: Options) -> Result<(), StartError> {
     let opts = Arc::new(opts);
     let registration = lookupd::spawn(Arc::clone(&opts), Arc::clone(&control))
         .map_err(|e| StartError::Executor(format!("cannot start the lookupd thread: {e}")))?;
+    let statsd = metrics::statsd::spawn(Arc::clone(&opts), Arc::clone(&control))
+        .map_err(|e| StartError::Executor(format!("cannot start the statsd thread: {e}")))?;
     let https_control = Arc::clone(&control);
     let result = runtime::run(opts, Arc::clone(&control), move |bound| {
         tracing::info!("TCP: listening on {}", bound.tcp);
@@ -62,6 +65,9 @@ pub fn run(opts: Options) -> Result<(), StartError> {
     // The lookupd thread stops with the shards, and when they could not start.
     control.stop.store(true, Ordering::SeqCst);
     let _ = registration.join();
+    if let Some(statsd) = statsd {
+        let _ = statsd.join();
+    }
     result?;
     tracing::info!("NSQ: bye");
     Ok(())

@@ -1,8 +1,8 @@
 //! `sluiced` options: upstream nsqd's flag names, defaults and meanings (`nsqd/options.go`).
 //!
 //! [`Options::from_args`] turns argv (and an optional TOML `--config`) into [`Options`]; the
-//! runtime never sees a flag. Flags of features not built yet (statsd) are refused with a clear
-//! message rather than silently ignored. Files named by flags (TLS certificates) are read when
+//! runtime never sees a flag. Flags of features not built yet (none at present: see `NOT_YET`)
+//! are refused with a clear message rather than silently ignored. Files named by flags (TLS certificates) are read when
 //! the broker starts ([`crate::conn::tls::prepare`]), not here.
 
 use std::net::SocketAddr;
@@ -150,6 +150,23 @@ impl SecurityOptions {
     }
 }
 
+/// The statsd options (upstream's `--statsd-*`, `nsqd/options.go`); see [`crate::metrics::statsd`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StatsdOptions {
+    /// `--statsd-address`: UDP `<addr>:<port>`; empty means statsd is off.
+    pub address: String,
+    /// `--statsd-interval`
+    pub interval: Duration,
+    /// `--statsd-prefix`, before the `%s` expansion (done once the HTTP port is bound).
+    pub prefix: String,
+    /// `--statsd-mem-stats`
+    pub mem_stats: bool,
+    /// `--statsd-udp-packet-size`
+    pub udp_packet_size: usize,
+    /// `--statsd-exclude-ephemeral`
+    pub exclude_ephemeral: bool,
+}
+
 /// Every option of the broker.
 #[derive(Debug, Clone)]
 pub struct Options {
@@ -202,6 +219,8 @@ pub struct Options {
     pub cores: usize,
     /// TLS, HTTPS and AUTH.
     pub security: SecurityOptions,
+    /// `--statsd-*`
+    pub statsd: StatsdOptions,
 }
 
 struct FlagSpec {
@@ -224,7 +243,7 @@ fn node_id_default() -> String {
 }
 
 /// Flags of features that are not built yet: refused when given (not silently ignored).
-const NOT_YET: &[&str] = &["statsd-address"];
+const NOT_YET: &[&str] = &[];
 
 const SPECS: &[FlagSpec] = &[
     FlagSpec { name: "auth-http-address", kind: Kind::List, default: String::new, usage: "<addr>:<port> or a full url to query auth server (may be given multiple times)" },
@@ -267,6 +286,11 @@ const SPECS: &[FlagSpec] = &[
     FlagSpec { name: "queue-scan-dirty-percent", kind: Kind::Str, default: || s("0.25"), usage: "[accepted for compatibility] no effect" },
     FlagSpec { name: "snappy", kind: Kind::Bool, default: || s("true"), usage: "enable snappy feature negotiation (client compression)" },
     FlagSpec { name: "statsd-address", kind: Kind::Str, default: String::new, usage: "UDP <addr>:<port> of a statsd daemon for pushing stats" },
+    FlagSpec { name: "statsd-exclude-ephemeral", kind: Kind::Bool, default: || s("false"), usage: "Skip ephemeral topics and channels when sending stats to statsd" },
+    FlagSpec { name: "statsd-interval", kind: Kind::Duration, default: || s("1m0s"), usage: "duration between pushing to statsd" },
+    FlagSpec { name: "statsd-mem-stats", kind: Kind::Bool, default: || s("true"), usage: "toggle sending memory and GC stats to statsd" },
+    FlagSpec { name: "statsd-prefix", kind: Kind::Str, default: || s("nsq.%s"), usage: "prefix used for keys sent to statsd (%s for host replacement)" },
+    FlagSpec { name: "statsd-udp-packet-size", kind: Kind::Int, default: || s("508"), usage: "the size in bytes of statsd UDP packets" },
     FlagSpec { name: "sync-every", kind: Kind::Int, default: || s("2500"), usage: "number of messages per fsync of the segment log" },
     FlagSpec { name: "sync-mode", kind: Kind::Str, default: || s("periodic"), usage: "'periodic': fsync per --sync-every/--sync-timeout as nsqd; 'always': acknowledge a publish only after fdatasync (group commit)" },
     FlagSpec { name: "sync-timeout", kind: Kind::Duration, default: || s("2s"), usage: "duration of time per fsync of the segment log" },
@@ -406,6 +430,16 @@ impl Options {
             deflate: v.boolean("deflate")?,
             cores: v.int_in("cores", 0, 1024)? as usize,
             security: security_options(&v, values)?,
+            statsd: StatsdOptions {
+                address: v.text("statsd-address"),
+                interval: v.positive_duration("statsd-interval")?,
+                prefix: v.text("statsd-prefix"),
+                mem_stats: v.boolean("statsd-mem-stats")?,
+                // The largest UDP payload; upstream takes any size (bufio), but a datagram
+                // cannot be larger.
+                udp_packet_size: v.int_in("statsd-udp-packet-size", 1, 65507)? as usize,
+                exclude_ephemeral: v.boolean("statsd-exclude-ephemeral")?,
+            },
         })
     }
 }
@@ -609,7 +643,8 @@ mod tests {
             "invalid value \"loud\" for flag -log-level: invalid log level 'loud' (debug, info, warn, error, fatal)"
         );
         assert!(run(&["--node-id=1024"]).is_err());
-        assert!(run(&["--statsd-address=127.0.0.1:8125"]).is_err());
+        assert!(run(&["--statsd-interval=0s"]).is_err());
+        assert!(run(&["--statsd-udp-packet-size=0"]).is_err());
         assert!(run(&["--e2e-processing-latency-percentile=1.5"]).is_err());
     }
 
@@ -664,6 +699,31 @@ mod tests {
         assert_eq!(o.tls_min_version, TlsMinVersion::Tls13);
         assert!(run(&["--tls-min-version=tls9"]).is_err());
         assert!(run(&["--http-client-connect-timeout=0s"]).is_err());
+    }
+
+    #[test]
+    fn statsd_defaults_are_upstreams() {
+        let o = run(&[]).unwrap().statsd;
+        assert_eq!(o.address, "");
+        assert_eq!(o.interval, Duration::from_secs(60));
+        assert_eq!(o.prefix, "nsq.%s");
+        assert!(o.mem_stats && !o.exclude_ephemeral);
+        assert_eq!(o.udp_packet_size, 508);
+        let o = run(&[
+            "--statsd-address=127.0.0.1:8125",
+            "--statsd-interval=200ms",
+            "--statsd-prefix=",
+            "--statsd-mem-stats=false",
+            "--statsd-udp-packet-size=1400",
+            "--statsd-exclude-ephemeral",
+        ])
+        .unwrap()
+        .statsd;
+        assert_eq!(o.address, "127.0.0.1:8125");
+        assert_eq!(o.interval, Duration::from_millis(200));
+        assert_eq!(o.prefix, "");
+        assert!(!o.mem_stats && o.exclude_ephemeral);
+        assert_eq!(o.udp_packet_size, 1400);
     }
 
     #[test]
