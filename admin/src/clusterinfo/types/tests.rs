@@ -150,3 +150,53 @@ fn producers_from_lookupd_nodes() {
     assert_eq!(version_key("1.2.1-alpha"), (1, 2, 1));
     assert_eq!(version_key("junk"), (0, 0, 0));
 }
+
+/// The `response_body` of a named line of an upstream v1.3.0 golden HTTP transcript.
+fn golden_body(file: &str, name: &str) -> String {
+    let path = format!("{}/../../shared/golden/{file}", env!("CARGO_MANIFEST_DIR"));
+    let text = std::fs::read_to_string(&path).unwrap();
+    let line = text
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .find(|v| v["name"] == name)
+        .unwrap_or_else(|| panic!("no line {name} in {file}"));
+    line["response_body"].as_str().unwrap().to_owned()
+}
+
+#[test]
+fn upstream_nsqd_stats_and_lookupd_nodes_read_as_nsqadmin_reads_them() {
+    let stats: http_json::Stats =
+        serde_json::from_str(&golden_body("http_nsqd.jsonl", "stats_json")).unwrap();
+    let topics = stats.topics.unwrap();
+    // golden_stats has a channel with one subscribed client.
+    let theirs = topics
+        .iter()
+        .find(|t| t.topic_name == "golden_stats")
+        .unwrap();
+    let mut sum = TopicStats::sum("golden_stats");
+    sum.add(&TopicStats::from_node("127.0.0.1:4151", "h", theirs, 0));
+    assert_eq!(sum.node, "*");
+    assert_eq!(sum.depth, theirs.depth);
+    let channels = sum.channels.unwrap_or_default();
+    assert_eq!(channels.len(), 1);
+    let (mine, their_channel) = (&channels[0], &theirs.channels[0]);
+    assert_eq!(mine.channel_name, their_channel.channel_name);
+    assert_eq!(mine.in_flight_count, their_channel.in_flight_count);
+    assert_eq!(
+        mine.memory_depth,
+        their_channel.depth - their_channel.backend_depth
+    );
+    let clients = mine.clients.as_ref().unwrap();
+    assert_eq!(clients.len(), 1);
+    let their_client = &their_channel.clients.as_ref().unwrap()[0];
+    assert_eq!(clients[0].client_id, their_client.client_id);
+    assert_eq!(clients[0].user_agent, their_client.user_agent);
+    assert_eq!(clients[0].node, "127.0.0.1:4151");
+    let nodes: http_json::NodesResponse =
+        serde_json::from_str(&golden_body("http_lookupd.jsonl", "nodes")).unwrap();
+    for node in &nodes.producers {
+        let p = Producer::from_lookupd(node);
+        assert_eq!(p.http_port, node.http_port);
+        assert_eq!(p.topics.map_or(0, |t| t.len()), node.topics.len());
+    }
+}
