@@ -132,8 +132,9 @@ fn segment_bytes(data: &Path) -> u64 {
 fn an_abandoned_channel_does_not_pin_other_topics_data_and_survives_a_restart() {
     let data = std::env::temp_dir().join(format!("sluice-compaction-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&data);
-    let rounds = 300u32;
-    let a_count = 100u32;
+    let rounds = 600u32;
+    // One message for A every third round, all through the run.
+    let a_count = rounds / 3;
     let mut peak_late = 0u64;
     let total_b_bytes;
     {
@@ -161,8 +162,8 @@ fn an_abandoned_channel_does_not_pin_other_topics_data_and_survives_a_restart() 
                 bodies: bulk.clone(),
             });
             publisher.ok();
-            if round < a_count {
-                let body = Bytes::from(format!("a{round:05}"));
+            if round % 3 == 0 {
+                let body = Bytes::from(format!("a{:05}", round / 3));
                 publisher.send(&Cmd::Pub {
                     topic: Name::new("A"),
                     body,
