@@ -5,6 +5,7 @@
 //! own `400 Bad Request` reply, byte for byte, before hyper sees the connection (a lookup V1
 //! client that dials the HTTP port by mistake gets the answer upstream gives).
 
+mod metrics;
 mod query;
 mod router;
 mod routes;

@@ -22,6 +22,8 @@ pub(crate) enum Route {
     TopicTombstone,
     PprofIndex,
     PprofCmdline,
+    /// `GET /metrics` (ours: Prometheus text, [`super::metrics`]).
+    Metrics,
 }
 
 /// Upstream's routes. The Go runtime profiles under `/debug/pprof/` have no equivalent here
@@ -41,6 +43,7 @@ const ROUTES: &[(&str, &str, Route)] = &[
     ("POST", "/topic/tombstone", Route::TopicTombstone),
     ("GET", "/debug/pprof", Route::PprofIndex),
     ("GET", "/debug/pprof/cmdline", Route::PprofCmdline),
+    ("GET", "/metrics", Route::Metrics),
 ];
 
 /// What the router decided.

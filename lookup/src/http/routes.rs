@@ -121,6 +121,7 @@ pub(crate) fn handle(ctx: &Context, route: Route, raw_query: &str, now: Now) -> 
         Route::TopicTombstone => topic_tombstone(ctx, raw_query, now),
         Route::PprofIndex => return pprof_index(),
         Route::PprofCmdline => return pprof_cmdline(),
+        Route::Metrics => return super::metrics::metrics(ctx, now),
     };
     result.unwrap_or_else(|(status, message)| Reply::error(status, message))
 }
