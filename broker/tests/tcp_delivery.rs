@@ -252,7 +252,7 @@ fn mpub_bytes(topic: &str, sizes: &[i32], fill: u8) -> Vec<u8> {
     body.extend_from_slice(&(sizes.len() as u32).to_be_bytes());
     for &size in sizes {
         body.extend_from_slice(&size.to_be_bytes());
-        body.extend(std::iter::repeat(fill).take(size.max(0) as usize));
+        body.extend(std::iter::repeat_n(fill, size.max(0) as usize));
     }
     let mut out = format!("MPUB {topic}\n").into_bytes();
     out.extend_from_slice(&(body.len() as u32).to_be_bytes());

@@ -346,7 +346,7 @@ impl Conn {
 
     /// Encodes and sends one command.
     pub fn send(&mut self, cmd: &V2) {
-        self.send_raw(&encode(&[cmd.clone()]));
+        self.send_raw(&encode(std::slice::from_ref(cmd)));
     }
 
     /// Half-closes: the client sends nothing more.
