@@ -529,7 +529,7 @@ fn shard_families_are_sane(text: &str, samples: &[Sample]) {
     assert!(sum_all(samples, "sluice_shard_log_segments") > 0.0);
     assert!(sum_all(samples, "sluice_shard_log_writes_total") > 0.0);
     assert!(sum_all(samples, "sluice_shard_io_uring_ops_total") > 0.0);
-    // Whatever was sent across was received.
+    // Whatever was sent across was received (every publish here is over TCP).
     let forwarded = |direction: &str| {
         samples
             .iter()

@@ -280,8 +280,8 @@ fn shard_families(e: &mut Exposition, snapshots: &[ShardSnapshot]) {
     e.family(
         name,
         Kind::Counter,
-        "Messages published on one shard to a topic owned by another, sent (direction=out) or \
-         received (direction=in) over the mesh.",
+        "Messages published on one shard to a topic owned by another: sent over the mesh \
+         (direction=out, TCP publishes only) and received (direction=in, TCP and HTTP).",
     );
     for (s, id) in shards() {
         for (direction, count) in [("out", s.forwarded_out), ("in", s.forwarded_in)] {

@@ -294,6 +294,12 @@ fn run(opts: &Options, bound: Bound, stop: &AtomicBool) {
         if let Some(stats) = push(statsd, &prefix, &broker, &client, &last, stop) {
             last = stats;
         }
+        // A push that outlasted the interval skips the ticks it missed, as Go's ticker drops
+        // them, rather than pushing again at once.
+        let now = Instant::now();
+        if next <= now {
+            next = now + statsd.interval;
+        }
     }
     tracing::info!("STATSD: closing");
 }
