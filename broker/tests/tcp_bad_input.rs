@@ -30,7 +30,7 @@ const VERBS: [&str; 12] = [
 fn random_input(rng: &mut SplitMix64) -> Vec<u8> {
     let len = 1 + rng.below(600) as usize;
     let mut bytes = rng.bytes(len);
-    match rng.below(4) {
+    match rng.below(5) {
         // Pure noise.
         0 => {}
         // Noise whose first line ends early.
@@ -42,6 +42,12 @@ fn random_input(rng: &mut SplitMix64) -> Vec<u8> {
         2 => {
             let verb = VERBS[rng.below(VERBS.len() as u64) as usize];
             let mut line = format!("{verb} ").into_bytes();
+            line.extend(bytes);
+            bytes = line;
+        }
+        // A consumer (moved to its topic's shard on two shards), then noise.
+        3 => {
+            let mut line = b"SUB fuzz c\nRDY 3\n".to_vec();
             line.extend(bytes);
             bytes = line;
         }
@@ -159,14 +165,14 @@ impl Health {
 
 #[test]
 fn random_bytes_after_the_magic_never_hurt_the_broker() {
-    const ITERATIONS: usize = 300;
+    const ITERATIONS: usize = 1000;
     let mut broker = Broker::start(2, &[]);
     let mut health = Health::new(&broker);
     let mut rng = SplitMix64::from_env(0x5eed_0001);
     for iteration in 0..ITERATIONS {
         let input = random_input(&mut rng);
         check_one(&broker, &input, iteration);
-        if iteration % 25 == 0 {
+        if iteration % 50 == 0 {
             health.check();
             broker.assert_running();
         }
