@@ -88,7 +88,7 @@ pub enum ChannelError {
     #[error("client does not own message")]
     NotOwner,
     /// SUB past `--max-channel-consumers`; the caller prefixes
-    /// `"channel consumers for {topic}:{channel} "` as upstream's SUB does.
+    /// `"consumers for {topic}:{channel} "` as upstream's SUB does.
     #[error("exceeds limit of {limit}")]
     TooManyConsumers {
         /// The configured limit.

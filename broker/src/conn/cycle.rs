@@ -42,6 +42,9 @@ pub enum Step {
     Continue,
     /// Move to the shard that owns this topic (SUB).
     Handoff(usize, Name, Name),
+    /// Send this cycle's replies before executing the next command (a SUB whose `OK` waits for
+    /// the saved state must reach the client before any delivery its next RDY allows).
+    Drain,
 }
 
 /// A reply waiting for its turn in a cycle that forwarded publishes.
@@ -115,6 +118,9 @@ impl Reader {
                 self.emit_error(e);
                 return Outcome::Closed;
             }
+            if self.finish_cycle().await {
+                return Outcome::Closed;
+            }
         }
         loop {
             let step = self.execute_buffered();
@@ -133,6 +139,7 @@ impl Reader {
                     };
                 }
                 Err(()) => return Outcome::Closed,
+                Ok(Step::Drain) => continue,
                 Ok(Step::Continue) => {}
             }
             if self.conn.closed.get() {

@@ -106,12 +106,13 @@ impl Reader {
         if owner != self.shard.id {
             return Ok(Step::Handoff(owner, topic, channel));
         }
-        self.sub_local(&topic, &channel)?;
-        Ok(Step::Continue)
+        let held = self.sub_local(&topic, &channel)?;
+        Ok(if held { Step::Drain } else { Step::Continue })
     }
 
     /// Subscribes on this shard, which owns the topic.
-    pub(super) fn sub_local(&mut self, topic: &Name, channel: &Name) -> Result<(), ProtoError> {
+    /// Returns whether the `OK` waits for the saved state (a new channel).
+    pub(super) fn sub_local(&mut self, topic: &Name, channel: &Name) -> Result<bool, ProtoError> {
         let consumer = ConsumerId(self.conn.client_id);
         let settings = {
             let identity = self.conn.identity.borrow();
@@ -137,7 +138,7 @@ impl Reader {
         // A new channel is in the saved state before the consumer hears OK, so that a restart
         // keeps delivering to it everything published from now on.
         self.hold_state(version, v2::OK);
-        Ok(())
+        Ok(version > 0)
     }
 
     fn publish(
@@ -253,7 +254,8 @@ impl Reader {
 fn sub_failed(topic: &Name, channel: &Name, err: ChannelError) -> ProtoError {
     let detail = match err {
         ChannelError::TooManyConsumers { .. } => {
-            format!("SUB failed channel consumers for {topic}:{channel} {err}")
+            // Upstream's AddClient text: "consumers for %s:%s exceeds limit of %d".
+            format!("SUB failed consumers for {topic}:{channel} {err}")
         }
         other => format!("SUB failed {other}"),
     };

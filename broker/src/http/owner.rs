@@ -34,6 +34,8 @@ pub async fn publish(
             .await;
         return results.pop().unwrap_or(Err(PublishError::Exiting));
     }
+    let count = bodies.len() as u64;
+    shard.forwarded_out.set(shard.forwarded_out.get() + count);
     let items = vec![PubItem {
         topic: Name::new(topic),
         bodies,

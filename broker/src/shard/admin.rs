@@ -119,7 +119,13 @@ impl Shard {
             let Some(t) = topics.get_mut(topic) else {
                 return AdminResult::TopicNotFound;
             };
-            t.delete_channel(channel)
+            let deleted = t.delete_channel(channel);
+            // Upstream's DeleteExistingChannel: an ephemeral topic goes with its last channel.
+            if deleted && t.is_ephemeral() && t.has_no_channel() {
+                topics.remove(topic);
+                self.control.events.topic_deleted(topic);
+            }
+            deleted
         };
         if !deleted {
             return AdminResult::ChannelNotFound;

@@ -105,6 +105,14 @@ pub async fn serve(
         shard.report_problem(why);
     }
     shard.save_state().await;
+    let log = &shard.log;
+    tracing::info!(
+        "STORAGE: shard {}: {} writes, {} bytes written, {} fsyncs",
+        shard.id,
+        log.writes.get(),
+        log.bytes_written.get(),
+        log.fsyncs.get()
+    );
     shard.control.shard_finished();
 }
 

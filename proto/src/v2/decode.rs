@@ -50,6 +50,10 @@ const SIZE_LEN: usize = 4;
 pub struct CommandDecoder {
     limits: Limits,
     last_verb: Option<Verb>,
+    /// How far the inner message sizes of an incomplete MPUB were checked: (offset in the
+    /// body, messages checked). Upstream reads MPUB messages one by one from the socket, so a
+    /// bad inner size is refused before the rest of the body arrives; so is it here.
+    mpub_checked: (usize, u32),
 }
 
 /// Where a parameter lies in the command line: `start..end`.
@@ -101,6 +105,7 @@ impl CommandDecoder {
         CommandDecoder {
             limits,
             last_verb: None,
+            mpub_checked: (SIZE_LEN, 0),
         }
     }
 
@@ -192,7 +197,7 @@ impl CommandDecoder {
     }
 
     fn decode_verb(
-        &self,
+        &mut self,
         verb: Verb,
         line_len: usize,
         buf: &mut BytesMut,
@@ -220,7 +225,7 @@ impl CommandDecoder {
     /// Checks the body size (and an MPUB's count) as soon as readable, then takes the whole
     /// command once its body is complete.
     fn decode_body(
-        &self,
+        &mut self,
         kind: BodyKind,
         line_len: usize,
         buf: &mut BytesMut,
@@ -241,8 +246,14 @@ impl CommandDecoder {
         }
         let total = body_start + body_len;
         if buf.len() < total {
+            if let BodyKind::Mpub { .. } = kind {
+                let partial = buf.get(body_start..).unwrap_or_default();
+                self.mpub_checked =
+                    check_mpub_sizes(partial, mpub_count, self.mpub_checked, &self.limits)?;
+            }
             return Ok(None);
         }
+        self.mpub_checked = (SIZE_LEN, 0);
         if let BodyKind::Mpub { .. } = kind {
             let body = buf.get(body_start..total).unwrap_or_default();
             check_mpub_body(body, mpub_count, &self.limits)?;
@@ -535,6 +546,37 @@ fn check_mpub_body(body: &[u8], count: u32, limits: &Limits) -> Result<(), Proto
         ));
     }
     Ok(())
+}
+
+/// Checks the inner message sizes readable so far in an incomplete MPUB body, from `from`
+/// (offset, index) on; returns how far it got.
+fn check_mpub_sizes(
+    partial: &[u8],
+    count: u32,
+    from: (usize, u32),
+    limits: &Limits,
+) -> Result<(usize, u32), ProtoError> {
+    let (mut offset, mut index) = from;
+    while index < count {
+        let Some(size) = read_i32(partial, offset) else {
+            break;
+        };
+        if size <= 0 {
+            return Err(ProtoError::new(
+                ErrorCode::BadMessage,
+                format!("MPUB invalid message({index}) body size {size}"),
+            ));
+        }
+        if size.unsigned_abs() > limits.max_msg_size {
+            return Err(ProtoError::new(
+                ErrorCode::BadMessage,
+                format!("MPUB message too big {size} > {}", limits.max_msg_size),
+            ));
+        }
+        offset += SIZE_LEN + size.unsigned_abs() as usize;
+        index += 1;
+    }
+    Ok((offset, index))
 }
 
 /// The message bodies of an MPUB body already checked by [`check_mpub_body`].

@@ -555,3 +555,21 @@ fn a_zero_line_limit_refuses_everything_but_waits_on_nothing() {
     assert_eq!(decoder.decode(&mut BytesMut::new()).unwrap(), None);
     assert!(decoder.decode(&mut BytesMut::from(&b"NOP\n"[..])).is_err());
 }
+
+#[test]
+fn a_bad_inner_mpub_size_is_refused_before_the_body_arrives() {
+    let mut decoder = CommandDecoder::new(Limits::default());
+    let mut buf = BytesMut::from(&b"MPUB t\n"[..]);
+    buf.extend_from_slice(&5_242_880i32.to_be_bytes());
+    buf.extend_from_slice(&2i32.to_be_bytes());
+    buf.extend_from_slice(&3i32.to_be_bytes());
+    buf.extend_from_slice(b"abc");
+    // The first message is fine and the body is far from complete: wait.
+    assert_eq!(decoder.decode(&mut buf).unwrap(), None);
+    buf.extend_from_slice(&i32::MAX.to_be_bytes());
+    let err = decoder.decode(&mut buf).unwrap_err();
+    assert_eq!(
+        err.frame_text(),
+        "E_BAD_MESSAGE MPUB message too big 2147483647 > 1048576"
+    );
+}
