@@ -168,8 +168,14 @@ impl TailHandler {
 
 impl Handler for TailHandler {
     fn handle_message(&mut self, msg: &Message, _responder: &Responder) -> Disposition {
+        let failed = self
+            .output
+            .failure
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .is_some();
         let shown = self.output.shown.fetch_add(1, Ordering::SeqCst) + 1;
-        if self.output.done() || (self.output.total > 0 && shown > self.output.total) {
+        if failed || (self.output.total > 0 && shown > self.output.total) {
             // Not shown: give it back for whoever reads the channel next.
             return Disposition::Requeue(Some(Duration::ZERO));
         }
