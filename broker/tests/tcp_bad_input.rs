@@ -274,11 +274,14 @@ fn bodies_announced_but_never_sent_do_not_bloat_the_broker() {
             let mut conn = broker.connect();
             let head: &[u8] = match i % 3 {
                 0 => b"PUB t\n\0\x10\0\0",
+                // Body size and count only: the first inner size is not there yet.
                 1 => b"MPUB t\n\0\x50\0\0\0\0\0\x01",
                 _ => b"IDENTIFY\n\0\x50\0\0",
             };
             conn.send_raw(head);
-            conn.send_raw(b"{\"a\"");
+            if i % 3 != 1 {
+                conn.send_raw(b"{\"a\"");
+            }
             conn
         })
         .collect();

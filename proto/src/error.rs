@@ -130,6 +130,9 @@ pub struct ProtoError {
     pub code: ErrorCode,
     /// Upstream's description, e.g. `PUB message too big 1048577 > 1048576`.
     pub detail: Cow<'static, str>,
+    /// The description's exact bytes when they are not UTF-8 (a client's bytes echoed back,
+    /// as upstream's `invalid command %s` does); `detail` then holds a lossy copy.
+    pub raw_detail: Option<Vec<u8>>,
 }
 
 impl ProtoError {
@@ -138,7 +141,28 @@ impl ProtoError {
         ProtoError {
             code,
             detail: detail.into(),
+            raw_detail: None,
         }
+    }
+
+    /// An error whose description is `prefix` followed by a client's bytes, echoed exactly.
+    pub fn with_echo(code: ErrorCode, prefix: &str, echoed: &[u8]) -> ProtoError {
+        let lossy = format!("{prefix}{}", String::from_utf8_lossy(echoed));
+        let raw_detail = std::str::from_utf8(echoed).is_err().then(|| {
+            let mut raw = prefix.as_bytes().to_vec();
+            raw.extend_from_slice(echoed);
+            raw
+        });
+        ProtoError {
+            code,
+            detail: Cow::Owned(lossy),
+            raw_detail,
+        }
+    }
+
+    /// The description as sent in an error frame.
+    pub fn detail_bytes(&self) -> &[u8] {
+        self.raw_detail.as_deref().unwrap_or(self.detail.as_bytes())
     }
 
     /// An error with no description: the frame carries the bare code.
@@ -146,6 +170,7 @@ impl ProtoError {
         ProtoError {
             code,
             detail: Cow::Borrowed(""),
+            raw_detail: None,
         }
     }
 

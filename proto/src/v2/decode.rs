@@ -24,7 +24,6 @@
 //!   arrived; its size and count are checked as soon as they are readable.
 //! - A line longer than [`Limits::max_line_len`] is refused with `E_INVALID` instead of
 //!   upstream's silent close (`bufio: buffer full`).
-//! - Raw bytes echoed in an error (`invalid command %s`) are converted lossily to UTF-8.
 
 use bytes::{Buf, BytesMut};
 use std::borrow::Cow;
@@ -163,12 +162,10 @@ impl CommandDecoder {
         let verb = Verb::from_bytes(first_word(line));
         let result = match verb {
             Some(verb) => self.decode_verb(verb, line_len, buf),
-            None => Err(ProtoError::new(
+            None => Err(ProtoError::with_echo(
                 ErrorCode::Invalid,
-                format!(
-                    "invalid command {}",
-                    String::from_utf8_lossy(first_word(line))
-                ),
+                "invalid command ",
+                first_word(line),
             )),
         };
         if result.is_err() {

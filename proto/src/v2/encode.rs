@@ -70,7 +70,7 @@ pub fn put_response(out: &mut BytesMut, data: &[u8]) {
 /// ```
 pub fn put_error(out: &mut BytesMut, err: &ProtoError) {
     let code = err.code.as_str().as_bytes();
-    let detail = err.detail.as_bytes();
+    let detail = err.detail_bytes();
     let data_len = if detail.is_empty() {
         code.len()
     } else {
