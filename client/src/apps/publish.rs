@@ -280,6 +280,11 @@ impl Publisher<'_> {
             }
             rest = later;
         }
+        // Write now (the producer buffers) and take the answers already there, so piped
+        // input is published as it comes and a refusal stops the run early.
+        for producer in self.producers.iter_mut() {
+            producer.poll_acks().map_err(|e| e.to_string())?;
+        }
         Ok(())
     }
 
