@@ -43,7 +43,7 @@ fn every_line_of_a_100k_line_file_arrives_once() {
     assert_eq!(received.len(), 100_000);
     let distinct: BTreeSet<Vec<u8>> = received.into_iter().collect();
     assert_eq!(distinct.len(), 100_000);
-    assert!(distinct.contains(&b"line-0".to_vec()) && distinct.contains(&b"line-99999".to_vec()));
+    assert!(distinct.contains(b"line-0".as_slice()) && distinct.contains(b"line-99999".as_slice()));
 }
 
 #[test]

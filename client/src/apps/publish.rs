@@ -86,7 +86,18 @@ pub fn run(values: &Values, signals: &Signals) -> Result<(), String> {
         started: Instant::now(),
     };
     let chunks = spawn_reader()?;
-    let mut splitter = Splitter::new(delimiter);
+    pump(&chunks, Splitter::new(delimiter), &mut publisher, signals)?;
+    publisher.finish()
+}
+
+/// Splits what stdin gives and publishes it, a round at a time, until the end of input or a
+/// termination signal.
+fn pump(
+    chunks: &Receiver<Result<Vec<u8>, String>>,
+    mut splitter: Splitter,
+    publisher: &mut Publisher<'_>,
+    signals: &Signals,
+) -> Result<(), String> {
     let mut records = Vec::new();
     while !signals.terminated() {
         let mut eof = match chunks.recv_timeout(Duration::from_millis(50)) {
@@ -114,7 +125,7 @@ pub fn run(values: &Values, signals: &Signals) -> Result<(), String> {
             break;
         }
     }
-    publisher.finish()
+    Ok(())
 }
 
 /// Reads stdin on its own thread (a blocked read must not delay a signal), in chunks; a

@@ -171,82 +171,89 @@ fn whitelisted(object: &Map<String, Value>, whitelist: &[String]) -> Bytes {
     Bytes::from(serde_json::to_vec(&kept).unwrap_or_default())
 }
 
+/// The checked flags.
+struct Settings<'a> {
+    topics: &'a [String],
+    channel: &'a str,
+    destination_topic: &'a str,
+    destinations: &'a [String],
+    round_robin: bool,
+    source: Source,
+    consumer: ClientOpts,
+    producer: ClientOpts,
+    status_every: usize,
+}
+
+impl<'a> Settings<'a> {
+    /// Upstream's checks, in its order and words.
+    fn from_values(values: &'a Values) -> Result<Settings<'a>, String> {
+        let topics = values.all("topic");
+        let channel = values.get("channel").unwrap_or("nsq_to_nsq");
+        if topics.is_empty() || channel.is_empty() {
+            return Err("--topic and --channel are required".into());
+        }
+        if topics.iter().any(|t| !is_valid_topic_name(t)) {
+            return Err("--topic is invalid".into());
+        }
+        let destination_topic = values.get("destination-topic").unwrap_or_default();
+        if !destination_topic.is_empty() && !is_valid_topic_name(destination_topic) {
+            return Err("--destination-topic is invalid".into());
+        }
+        if !is_valid_channel_name(channel) {
+            return Err("--channel is invalid".into());
+        }
+        let source = Source::from_values(values)?;
+        let destinations = values.all("destination-nsqd-tcp-address");
+        if destinations.is_empty() {
+            return Err("--destination-nsqd-tcp-address required".into());
+        }
+        let round_robin = match values.get("mode").unwrap_or("hostpool") {
+            "round-robin" => true,
+            "hostpool" | "epsilon-greedy" => false,
+            other => {
+                return Err(format!(
+                    "invalid --mode {other:?} (round-robin, hostpool, epsilon-greedy)"
+                ))
+            }
+        };
+        let mut consumer = ClientOpts::new("nsq_to_nsq", values.all("consumer-opt"))?;
+        consumer.config.max_in_flight = max_in_flight(values, 200)?;
+        Ok(Settings {
+            topics,
+            channel,
+            destination_topic,
+            destinations,
+            round_robin,
+            source,
+            consumer,
+            producer: ClientOpts::new("nsq_to_nsq", values.all("producer-opt"))?,
+            status_every: values
+                .int("status-every")
+                .unwrap_or(250)
+                .max(0)
+                .unsigned_abs() as usize,
+        })
+    }
+}
+
 /// Runs `nsq_to_nsq`.
 ///
 /// # Errors
 /// Bad flags or an unreachable server.
 pub fn run(values: &Values, signals: &Signals) -> Result<(), String> {
-    let topics = values.all("topic");
-    let channel = values.get("channel").unwrap_or("nsq_to_nsq");
-    if topics.is_empty() || channel.is_empty() {
-        return Err("--topic and --channel are required".into());
+    let settings = Settings::from_values(values)?;
+    if let Some(first) = settings.topics.first() {
+        settings
+            .source
+            .preflight(first, &settings.consumer.config)?;
     }
-    if topics.iter().any(|t| !is_valid_topic_name(t)) {
-        return Err("--topic is invalid".into());
-    }
-    let destination_topic = values.get("destination-topic").unwrap_or_default();
-    if !destination_topic.is_empty() && !is_valid_topic_name(destination_topic) {
-        return Err("--destination-topic is invalid".into());
-    }
-    if !is_valid_channel_name(channel) {
-        return Err("--channel is invalid".into());
-    }
-    let source = Source::from_values(values)?;
-    let destinations = values.all("destination-nsqd-tcp-address");
-    if destinations.is_empty() {
-        return Err("--destination-nsqd-tcp-address required".into());
-    }
-    let round_robin = match values.get("mode").unwrap_or("hostpool") {
-        "round-robin" => true,
-        "hostpool" | "epsilon-greedy" => false,
-        other => {
-            return Err(format!(
-                "invalid --mode {other:?} (round-robin, hostpool, epsilon-greedy)"
-            ))
-        }
-    };
-    let mut consumer_opts = ClientOpts::new("nsq_to_nsq", values.all("consumer-opt"))?;
-    consumer_opts.config.max_in_flight = max_in_flight(values, 200)?;
-    let producer_opts = ClientOpts::new("nsq_to_nsq", values.all("producer-opt"))?;
-    if let Some(first) = topics.first() {
-        source.preflight(first, &consumer_opts.config)?;
-    }
-    let every = values
-        .int("status-every")
-        .unwrap_or(250)
-        .max(0)
-        .unsigned_abs() as usize;
     let gate = Arc::new(Gate::new());
     let stop = Arc::new(AtomicBool::new(false));
-    let pool = Arc::new(Mutex::new(HostPool::new(destinations.len())));
-    let aggregate = Arc::new(TimerMetrics::new(every, "[aggregate]:"));
-    let mut senders = Vec::new();
-    let mut threads = Vec::new();
-    for (index, addr) in destinations.iter().enumerate() {
-        let producer = Producer::connect(addr, &producer_opts.config)
-            .map_err(|e| format!("failed creating producer {e}"))?;
-        let (tx, rx) = mpsc::channel();
-        let metrics = TimerMetrics::new(
-            if destinations.len() == 1 { 0 } else { every },
-            &format!("[{addr}]:"),
-        );
-        let publisher = Publisher {
-            producer,
-            rx,
-            gate: gate.clone(),
-            stop: stop.clone(),
-            opts: consumer_opts.clone(),
-            metrics,
-            aggregate: aggregate.clone(),
-            index,
-            pool: (!round_robin).then(|| pool.clone()),
-        };
-        senders.push(tx);
-        threads.push(publisher.spawn(addr)?);
-    }
+    let pool = Arc::new(Mutex::new(HostPool::new(settings.destinations.len())));
+    let (senders, threads) = start_publishers(&settings, &gate, &stop, &pool)?;
     let router = Arc::new(Router {
         senders,
-        round_robin,
+        round_robin: settings.round_robin,
         counter: AtomicU64::new(0),
         pool,
         filter: JsonFilter::new(
@@ -257,23 +264,23 @@ pub fn run(values: &Values, signals: &Signals) -> Result<(), String> {
         gate: gate.clone(),
     });
     let mut consumers = Vec::new();
-    for topic in topics {
-        let consumer = Consumer::new(topic, channel, consumer_opts.config.clone())
+    for topic in settings.topics {
+        let consumer = Consumer::new(topic, settings.channel, settings.consumer.config.clone())
             .map_err(|e| e.to_string())?;
-        let target: Arc<str> = Arc::from(if destination_topic.is_empty() {
-            topic.as_str()
-        } else {
-            destination_topic
+        let target: Arc<str> = Arc::from(match settings.destination_topic {
+            "" => topic.as_str(),
+            other => other,
         });
         let router = router.clone();
         consumer.start(move || RelayHandler {
             router: router.clone(),
             topic: target.clone(),
         });
-        source.attach(&consumer)?;
+        settings.source.attach(&consumer)?;
         consumers.push(consumer);
     }
     while !signals.sleep(Duration::from_secs(3600)) {}
+    // Drain: refuse new messages, let the publishers answer what they hold, then close.
     gate.close();
     if !gate.wait_drained(Duration::from_secs(30)) {
         log::warn(&format!(
@@ -292,6 +299,46 @@ pub fn run(values: &Values, signals: &Signals) -> Result<(), String> {
         consumer.stop();
     }
     Ok(())
+}
+
+type Started = (Vec<Sender<Job>>, Vec<JoinHandle<()>>);
+
+/// Connects to every destination and starts its publisher thread.
+fn start_publishers(
+    settings: &Settings<'_>,
+    gate: &Arc<Gate>,
+    stop: &Arc<AtomicBool>,
+    pool: &Arc<Mutex<HostPool>>,
+) -> Result<Started, String> {
+    let every = settings.status_every;
+    let aggregate = Arc::new(TimerMetrics::new(every, "[aggregate]:"));
+    let mut senders = Vec::new();
+    let mut threads = Vec::new();
+    for (index, addr) in settings.destinations.iter().enumerate() {
+        let producer = Producer::connect(addr, &settings.producer.config)
+            .map_err(|e| format!("failed creating producer {e}"))?;
+        let (tx, rx) = mpsc::channel();
+        // With one destination its own line would repeat the aggregate: upstream disables it.
+        let own_every = if settings.destinations.len() == 1 {
+            0
+        } else {
+            every
+        };
+        let publisher = Publisher {
+            producer,
+            rx,
+            gate: gate.clone(),
+            stop: stop.clone(),
+            opts: settings.consumer.clone(),
+            metrics: TimerMetrics::new(own_every, &format!("[{addr}]:")),
+            aggregate: aggregate.clone(),
+            index,
+            pool: (!settings.round_robin).then(|| pool.clone()),
+        };
+        senders.push(tx);
+        threads.push(publisher.spawn(addr)?);
+    }
+    Ok((senders, threads))
 }
 
 /// A message on its way to a destination.
@@ -425,7 +472,7 @@ impl Publisher {
             .unwrap_or(usize::MAX)
             .min(batch.len());
         let (done, failed) = batch.split_at(acked);
-        let router_ok = result.is_ok();
+        let ok = result.is_ok();
         for job in done {
             self.metrics.status(job.start.elapsed());
             self.aggregate.status(job.start.elapsed());
@@ -450,7 +497,7 @@ impl Publisher {
         if let Some(pool) = &self.pool {
             pool.lock().unwrap_or_else(PoisonError::into_inner).mark(
                 self.index,
-                router_ok,
+                ok,
                 Instant::now(),
             );
         }

@@ -98,6 +98,40 @@ pub struct Options {
     pub http_timeout: Duration,
 }
 
+/// Upstream's checks of the flags, in its order and words.
+fn check(
+    values: &Values,
+    channel: &str,
+    sync_interval: Duration,
+    gzip_level: i64,
+    pattern: &str,
+) -> Result<(), String> {
+    if channel.is_empty() {
+        return Err("--channel is required".into());
+    }
+    for name in ["http-client-connect-timeout", "http-client-request-timeout"] {
+        if values.duration(name) == Some(Duration::ZERO) {
+            return Err(format!("--{name} should be positive"));
+        }
+    }
+    if sync_interval.is_zero() {
+        return Err("--sync-interval should be positive".into());
+    }
+    if !(1..=9).contains(&gzip_level) {
+        return Err(format!(
+            "invalid --gzip-level value ({gzip_level}), should be 1-9"
+        ));
+    }
+    let no_topic = values.all("topic").is_empty();
+    if no_topic && pattern.is_empty() {
+        return Err("--topic or --topic-pattern required".into());
+    }
+    if no_topic && values.all("lookupd-http-address").is_empty() {
+        return Err("--lookupd-http-address must be specified when no --topic specified".into());
+    }
+    Ok(())
+}
+
 impl Options {
     /// Reads and checks the flags, with upstream's messages.
     ///
@@ -107,34 +141,11 @@ impl Options {
         let text = |name: &str, default: &str| values.get(name).unwrap_or(default).to_owned();
         let duration = |name: &str, default: Duration| values.duration(name).unwrap_or(default);
         let channel = text("channel", "nsq_to_file");
-        if channel.is_empty() {
-            return Err("--channel is required".into());
-        }
-        for name in ["http-client-connect-timeout", "http-client-request-timeout"] {
-            if values.duration(name) == Some(Duration::ZERO) {
-                return Err(format!("--{name} should be positive"));
-            }
-        }
         let sync_interval = duration("sync-interval", Duration::from_secs(30));
-        if sync_interval.is_zero() {
-            return Err("--sync-interval should be positive".into());
-        }
         let gzip_level = values.int("gzip-level").unwrap_or(6);
-        if !(1..=9).contains(&gzip_level) {
-            return Err(format!(
-                "invalid --gzip-level value ({gzip_level}), should be 1-9"
-            ));
-        }
         let topics = values.all("topic").to_vec();
         let pattern = text("topic-pattern", "");
-        if topics.is_empty() && pattern.is_empty() {
-            return Err("--topic or --topic-pattern required".into());
-        }
-        if topics.is_empty() && values.all("lookupd-http-address").is_empty() {
-            return Err(
-                "--lookupd-http-address must be specified when no --topic specified".into(),
-            );
-        }
+        check(values, &channel, sync_interval, gzip_level, &pattern)?;
         let topic_pattern = match pattern.as_str() {
             "" => None,
             text => Some(Regex::new(text).map_err(|e| format!("--topic-pattern is invalid: {e}"))?),
