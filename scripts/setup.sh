@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs what a fresh Debian machine with the Rust toolchain needs to build Sluice and run all
 # of its tests: Debian packages only when something is missing (python3 venv support, Node.js and
-# npm), the pynsq client into ./.venv, and the nsqjs client into tests/compat/node_modules.
+# npm, gcc, openssl), the pynsq client into ./.venv, and nsqjs into tests/compat/node_modules.
 # Idempotent and non-interactive: a second run changes nothing and takes seconds.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -23,6 +23,8 @@ fi
 command -v node >/dev/null || packages+=(nodejs)
 command -v npm >/dev/null || packages+=(npm)
 command -v cc >/dev/null || packages+=(gcc)
+# The TLS compatibility suites make their certificates with the openssl command line.
+command -v openssl >/dev/null || packages+=(openssl)
 if [ "${#packages[@]}" -gt 0 ]; then
   say "installing Debian packages: ${packages[*]}"
   export DEBIAN_FRONTEND=noninteractive
