@@ -291,7 +291,7 @@ const SPECS: &[FlagSpec] = &[
     FlagSpec { name: "statsd-mem-stats", kind: Kind::Bool, default: || s("true"), usage: "toggle sending memory and GC stats to statsd" },
     FlagSpec { name: "statsd-prefix", kind: Kind::Str, default: || s("nsq.%s"), usage: "prefix used for keys sent to statsd (%s for host replacement)" },
     FlagSpec { name: "statsd-udp-packet-size", kind: Kind::Int, default: || s("508"), usage: "the size in bytes of statsd UDP packets" },
-    FlagSpec { name: "sync-every", kind: Kind::Int, default: || s("2500"), usage: "number of messages per fsync of the segment log" },
+    FlagSpec { name: "sync-every", kind: Kind::Int, default: || s("2500"), usage: "number of segment log writes (each a batch of messages) per fsync" },
     FlagSpec { name: "sync-mode", kind: Kind::Str, default: || s("periodic"), usage: "'periodic': fsync per --sync-every/--sync-timeout as nsqd; 'always': acknowledge a publish only after fdatasync (group commit)" },
     FlagSpec { name: "sync-timeout", kind: Kind::Duration, default: || s("2s"), usage: "duration of time per fsync of the segment log" },
     FlagSpec { name: "tcp-address", kind: Kind::Str, default: || s("0.0.0.0:4150"), usage: "address to listen on for TCP clients (<addr>:<port> for TCP/IP)" },

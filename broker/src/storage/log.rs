@@ -318,7 +318,11 @@ impl SegmentLog {
     /// poisoned or `stop` resolves with nothing pending.
     pub async fn run_writer(self: Rc<Self>) {
         let mut last_sync = Instant::now();
-        let mut unsynced_messages: u64 = 0;
+        // `--sync-every` counts log writes, as upstream's diskqueue counts its writes; here a
+        // write carries every message appended since the previous one (group commit), so under
+        // load `--sync-timeout` is what bounds the unsynced window. `--sync-mode=always` syncs
+        // before every acknowledgement.
+        let mut unsynced_writes: u64 = 0;
         loop {
             if self.pending.borrow().is_empty() {
                 let sync_due = self.synced.get() < self.written.get();
@@ -332,16 +336,17 @@ impl SegmentLog {
             if self.poisoned.borrow().is_some() {
                 return;
             }
-            let messages = self.pending_messages.replace(0);
+            let had_pending =
+                self.pending_messages.replace(0) > 0 || !self.pending.borrow().is_empty();
             if let Err(why) = self.write_pending().await {
                 self.poison(why);
                 return;
             }
-            unsynced_messages += messages;
+            unsynced_writes += u64::from(had_pending);
             let sync_now = match self.policy.mode {
                 SyncMode::Always => true,
                 SyncMode::Periodic => {
-                    unsynced_messages >= self.policy.every
+                    unsynced_writes >= self.policy.every
                         || (last_sync.elapsed() >= self.policy.timeout
                             && self.synced.get() < self.written.get())
                 }
@@ -351,7 +356,7 @@ impl SegmentLog {
                     self.poison(why);
                     return;
                 }
-                unsynced_messages = 0;
+                unsynced_writes = 0;
                 last_sync = Instant::now();
             }
         }
