@@ -136,6 +136,26 @@ pub struct Stats {
     pub memory: Option<MemStats>,
     /// Publishing connections; `null` when there are none or with `include_clients=false`.
     pub producers: Option<Vec<ClientStats>>,
+    /// Sluice only, with `include_storage=true`: each shard's segment log. Absent otherwise, so
+    /// the document is upstream's.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub storage: Option<Vec<ShardStorage>>,
+}
+
+/// One shard's segment log in `/stats?include_storage=true` (Sluice only).
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct ShardStorage {
+    /// The shard.
+    pub shard: usize,
+    /// Bytes of its segment files.
+    pub disk_bytes: u64,
+    /// Its segment files.
+    pub segments: u64,
+    /// Writes to its log since start.
+    pub writes: u64,
+    /// fsyncs of its log since start.
+    pub fsyncs: u64,
 }
 
 /// One topic in `/stats` (upstream `TopicStats`).

@@ -52,6 +52,14 @@ pub async fn stats(shard: &Shard, uri: &Uri) -> Reply {
     } else {
         None
     };
+    let storage = if bool_param(query.get("include_storage")).unwrap_or(false) {
+        match crate::metrics::scrape::gather(shard).await {
+            Ok(shards) => Some(shards.iter().map(shard_storage).collect()),
+            Err(_) => return Reply::v1_error(StatusCode::SERVICE_UNAVAILABLE, "EXITING"),
+        }
+    } else {
+        None
+    };
     let stats = Stats {
         version: NSQ_VERSION.to_owned(),
         health: health(shard).text(),
@@ -59,6 +67,7 @@ pub async fn stats(shard: &Shard, uri: &Uri) -> Reply {
         topics,
         memory: include_mem.then(memory::read),
         producers,
+        storage,
     };
     if query.get("format") == Some("json") {
         Reply::v1_json(&stats)
@@ -68,6 +77,18 @@ pub async fn stats(shard: &Shard, uri: &Uri) -> Reply {
             shard.started_at,
             SystemTime::now(),
         ))
+    }
+}
+
+fn shard_storage(
+    s: &crate::metrics::snapshot::ShardSnapshot,
+) -> sluice_proto::http_json::ShardStorage {
+    sluice_proto::http_json::ShardStorage {
+        shard: s.shard,
+        disk_bytes: s.log_bytes,
+        segments: s.log_segments,
+        writes: s.log_writes,
+        fsyncs: s.fsyncs,
     }
 }
 
