@@ -896,7 +896,7 @@ fn stats_shapes_on_two_shards() {
 }
 
 #[test]
-fn producers_are_the_unsubscribed_connections() {
+fn producers_are_the_connections_that_published() {
     let broker = Broker::start(1, &[]);
     let mut producer = TcpStream::connect(broker.tcp).unwrap();
     let mut out = BytesMut::new();
@@ -911,9 +911,24 @@ fn producers_are_the_unsubscribed_connections() {
     let mut ok = [0u8; 10];
     producer.set_read_timeout(Some(IO_TIMEOUT)).unwrap();
     producer.read_exact(&mut ok).unwrap();
+    // Upstream counts a connection as a producer once it has published (`IsProducer`).
+    let stats = broker.json("/stats?format=json");
+    assert!(stats["producers"].is_null(), "{}", stats["producers"]);
+    out.clear();
+    v2::put_command(
+        &mut out,
+        &V2::Pub {
+            topic: v2::Name::new("made"),
+            body: Bytes::from_static(b"x"),
+        },
+    );
+    producer.write_all(&out).unwrap();
+    producer.read_exact(&mut ok).unwrap();
     let stats = broker.json("/stats?format=json");
     let producers = stats["producers"].as_array().unwrap();
     assert_eq!(producers.len(), 1);
+    assert_eq!(producers[0]["pub_counts"][0]["topic"], "made");
+    assert_eq!(producers[0]["pub_counts"][0]["count"], 1);
     assert_eq!(producers[0]["client_id"], "p1");
     assert_eq!(producers[0]["user_agent"], "test/1.0");
     assert_eq!(producers[0]["state"], 0);

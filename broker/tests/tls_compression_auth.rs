@@ -214,8 +214,19 @@ impl Broker {
         }
     }
 
+    /// Whether the broker logged a line containing `needle` (waiting up to 5 s for it: the log
+    /// is read by another thread).
     fn log_has(&self, needle: &str) -> bool {
-        self.log.lock().unwrap().iter().any(|l| l.contains(needle))
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            if self.log.lock().unwrap().iter().any(|l| l.contains(needle)) {
+                return true;
+            }
+            if Instant::now() > deadline {
+                return false;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
     }
 }
 
