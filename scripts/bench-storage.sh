@@ -29,7 +29,7 @@ run() { # name topic sluiced-flags...
   local rate
   rate=$("$bin/sluice-perf" pub --scenario bench --nsqd-tcp-address "$addr" --topic "$topic" \
     --duration "${secs}s" --warmup 2s --cpus 1 --quiet --json |
-    python3 -c 'import json,sys; r=json.load(sys.stdin); print(int(r["published"]["msgs_per_sec"]))')
+    python3 -c 'import json,sys; r=json.load(sys.stdin); print(int(r["publish"]["msgs_per_s"]))')
   kill -TERM "$pid"
   wait "$pid" || true
   local fsyncs
