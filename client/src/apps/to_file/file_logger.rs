@@ -12,7 +12,7 @@
 //! the spot, leaving them to time out).
 
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender};
+use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender, TryRecvError};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
@@ -44,6 +44,13 @@ pub enum Event {
     /// SIGHUP: sync and close the file (the next message opens a new one).
     Hup,
     /// Shutdown: sync, answer, close, and return.
+    Stop,
+}
+
+/// Whether the writer goes on after a run of events.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Flow {
+    Continue,
     Stop,
 }
 
@@ -157,19 +164,43 @@ impl FileLogger {
                 next_tick = now + self.spec.sync_interval;
                 continue;
             }
-            match rx.recv_timeout((next_tick - now).min(STARVE_POLL)) {
-                Ok(Event::Message(item)) => self.handle_item(item)?,
-                Ok(Event::Hup) => self.close_file()?,
-                Ok(Event::Stop) | Err(RecvTimeoutError::Disconnected) => {
-                    return self.close_file();
-                }
+            let event = match rx.recv_timeout((next_tick - now).min(STARVE_POLL)) {
+                Ok(event) => event,
                 Err(RecvTimeoutError::Timeout) => {
                     if self.any_starved() {
                         self.sync()?;
                     }
+                    continue;
                 }
+                Err(RecvTimeoutError::Disconnected) => Event::Stop,
+            };
+            if self.handle_events(event, rx)? == Flow::Stop {
+                return self.close_file();
             }
         }
+    }
+
+    /// Handles `first` and every event already queued behind it, then syncs if a connection
+    /// is starved. Starvation is judged only once the queue is empty: a connection's held
+    /// count includes messages still in the queue, which are about to be written.
+    fn handle_events(&mut self, first: Event, rx: &Receiver<Event>) -> Result<Flow, String> {
+        let mut event = first;
+        loop {
+            match event {
+                Event::Message(item) => self.handle_item(item)?,
+                Event::Hup => self.close_file()?,
+                Event::Stop => return Ok(Flow::Stop),
+            }
+            event = match rx.try_recv() {
+                Ok(next) => next,
+                Err(TryRecvError::Empty) => break,
+                Err(TryRecvError::Disconnected) => Event::Stop,
+            };
+        }
+        if self.any_starved() {
+            self.sync()?;
+        }
+        Ok(Flow::Continue)
     }
 
     fn handle_item(&mut self, item: Item) -> Result<(), String> {
@@ -183,9 +214,8 @@ impl FileLogger {
         file.write(&item.body)
             .and_then(|()| file.write(b"\n"))
             .map_err(|e| format!("writing message to disk: {e}"))?;
-        let starved = is_starved(item.held.load(Ordering::SeqCst), item.responder.rdy());
         self.pending.push(item);
-        if starved || self.pending.len() >= self.spec.max_in_flight {
+        if self.pending.len() >= self.spec.max_in_flight {
             self.sync()?;
         }
         Ok(())
