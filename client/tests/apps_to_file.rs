@@ -47,6 +47,8 @@ fn every_message_is_one_line_and_sigterm_drains() {
         &format!("--nsqd-tcp-address={}", broker.tcp),
         &format!("--output-dir={}", out_dir.path().display()),
         "--sync-interval=100ms",
+        // No new file name at the turn of an hour during the test.
+        "--datetime-format=%Y",
     ]);
     wait_for("300 lines", || lines_under(out_dir.path()).len() == 300);
     run.signal("TERM");
@@ -198,4 +200,48 @@ fn topics_matching_a_pattern_are_found_through_lookupd() {
     assert_eq!(names.len(), 2, "{names:?}");
     assert!(names[0].starts_with("orders1.") && names[1].starts_with("orders2."));
     assert_eq!(broker.channel("misc", "nsq_to_file"), None);
+}
+
+#[test]
+fn sighup_closes_the_file_and_the_next_message_opens_a_new_one() {
+    let broker = Broker::start();
+    let dir = TempDir::new("to-file-hup");
+    let run = Running::sluice(&[
+        "to-file",
+        "--topic=hup",
+        &format!("--nsqd-tcp-address={}", broker.tcp),
+        &format!("--output-dir={}", dir.path().display()),
+        "--gzip",
+        "--sync-interval=100ms",
+        "--skip-empty-files",
+        "--datetime-format=fixed",
+    ]);
+    broker.publish("hup", &["before"]);
+    wait_for("the first line", || lines_under(dir.path()).len() == 1);
+    run.signal("HUP");
+    // The file is closed at once; the next message opens the next revision.
+    wait_for("the file closed", || run.stderr().contains("closed "));
+    broker.publish("hup", &["after"]);
+    wait_for("the second file", || files_under(dir.path()).len() == 2);
+    wait_for("the second line", || lines_under(dir.path()).len() == 2);
+    run.signal("TERM");
+    let out = run.wait();
+    assert_eq!(out.status.code(), Some(0), "{}", out.stderr);
+    let files = files_under(dir.path());
+    let names: Vec<String> = files
+        .iter()
+        .map(|p| p.file_name().unwrap().to_string_lossy().into_owned())
+        .collect();
+    assert!(
+        names[0].contains("-000000.") && names[1].contains("-000001."),
+        "{names:?}"
+    );
+    assert_eq!(
+        complete_lines(&gunzip_prefix(&files[0])),
+        [b"before".to_vec()]
+    );
+    assert_eq!(
+        complete_lines(&gunzip_prefix(&files[1])),
+        [b"after".to_vec()]
+    );
 }

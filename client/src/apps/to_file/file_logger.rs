@@ -262,9 +262,11 @@ impl FileLogger {
             .close(&self.spec.file)
             .map_err(|e| format!("failed to close {}: {e}", from.display()))?;
         self.answer(true);
-        if to != from {
+        if to == from {
+            log::info(&format!("[{}] closed {}", self.spec.label, to.display()));
+        } else {
             log::info(&format!(
-                "[{}] moved finished file {} to {}",
+                "[{}] closed {} and moved it to {}",
                 self.spec.label,
                 from.display(),
                 to.display()
