@@ -181,6 +181,7 @@ fn topics_matching_a_pattern_are_found_through_lookupd() {
         &format!("--lookupd-http-address={}", lookupd.http),
         &format!("--output-dir={}", dir.path().display()),
         "--sync-interval=100ms",
+        "--datetime-format=%Y",
     ]);
     wait_for("the first topic's line", || {
         lines_under(dir.path()) == [b"o1".to_vec()]
