@@ -77,7 +77,7 @@ pub fn default_identity(shard: &Shard) -> Negotiated {
 /// already queued; the connection closes.
 pub async fn read_some(
     stream: &SharedStream,
-    scratch: &mut [u8],
+    scratch: &mut Vec<u8>,
     buf: &mut BytesMut,
 ) -> io::Result<usize> {
     stream.read_into(scratch, buf).await
@@ -90,8 +90,9 @@ pub async fn serve(shard: Rc<Shard>, stream: TcpStream) {
         .unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)));
     let _ = stream.set_nodelay(true);
     let stream = RefCell::new(stream);
-    let mut scratch = vec![0u8; READ_CHUNK];
-    let mut buf = BytesMut::with_capacity(READ_CHUNK);
+    // Small: the magic and whatever came with it; the rest is read by the cycle.
+    let mut scratch = vec![0u8; 256];
+    let mut buf = BytesMut::new();
     while buf.len() < MAGIC_V2.len() {
         let read = poll_fn(|cx| Pin::new(&mut *stream.borrow_mut()).poll_read(cx, &mut scratch));
         match read.await {
@@ -113,8 +114,17 @@ pub async fn serve(shard: Rc<Shard>, stream: TcpStream) {
     // What came with the magic goes through the transport, which may hold part of it back
     // (see `transport`); the cycle starts with an empty buffer.
     let transport = Transport::new(stream.into_inner(), conn.clone(), shard.opts.clone(), buf);
-    let buf = BytesMut::with_capacity(READ_CHUNK);
-    run(shard, Rc::new(transport), conn, buf, scratch, None).await;
+    // No per-connection read buffer is allocated up front: plain reads go through the shard's
+    // scratch buffer (see `Transport::read_into`), so an idle connection costs little memory.
+    run(
+        shard,
+        Rc::new(transport),
+        conn,
+        BytesMut::new(),
+        Vec::new(),
+        None,
+    )
+    .await;
 }
 
 /// Resumes a connection handed over by another shard: executes its SUB here, then serves it.
@@ -141,13 +151,12 @@ pub async fn resume(shard: Rc<Shard>, handoff: Box<Handoff>) {
         shard.opts.clone(),
         link,
     ));
-    let scratch = vec![0u8; READ_CHUNK];
     run(
         shard,
         stream,
         conn,
         leftover,
-        scratch,
+        Vec::new(),
         Some((topic, channel)),
     )
     .await;

@@ -85,7 +85,7 @@ impl ConnShared {
             client_id,
             remote,
             connected_at: SystemTime::now(),
-            outbox: RefCell::new(BytesMut::with_capacity(16 * 1024)),
+            outbox: RefCell::new(BytesMut::new()),
             wake_writer: Signal::default(),
             closed: Cell::new(false),
             state: Cell::new(State::Init),

@@ -251,15 +251,35 @@ impl Transport {
     /// # Errors
     /// The socket's error, a broken TLS or compressed stream, or a refusal whose error frame
     /// is already queued (the connection closes).
-    pub async fn read_into(&self, scratch: &mut [u8], buf: &mut BytesMut) -> io::Result<usize> {
+    pub async fn read_into(&self, scratch: &mut Vec<u8>, buf: &mut BytesMut) -> io::Result<usize> {
         if !self.slow.get() {
-            let n = self.read_socket(scratch).await?;
-            buf.extend_from_slice(scratch.get(..n).unwrap_or_default());
-            return Ok(n);
+            return self.read_socket_into(buf).await;
+        }
+        // Only connections with TLS or compression keep a scratch buffer of their own.
+        if scratch.len() < super::READ_CHUNK {
+            scratch.resize(super::READ_CHUNK, 0);
         }
         let result = self.read_slow(scratch, buf).await;
         self.update_mode();
         result
+    }
+
+    /// Reads from the socket into `buf` through this thread's scratch buffer. The copy happens
+    /// within the same poll as the read, so the buffer is never held across an await and one
+    /// per shard serves every plain connection.
+    async fn read_socket_into(&self, buf: &mut BytesMut) -> io::Result<usize> {
+        std::future::poll_fn(|cx| {
+            SCRATCH.with(|scratch| {
+                let mut scratch = scratch.borrow_mut();
+                let polled = std::pin::Pin::new(&mut *self.socket.borrow_mut())
+                    .poll_read(cx, &mut scratch[..]);
+                if let std::task::Poll::Ready(Ok(n)) = polled {
+                    buf.extend_from_slice(scratch.get(..n).unwrap_or_default());
+                }
+                polled
+            })
+        })
+        .await
     }
 
     async fn read_socket(&self, scratch: &mut [u8]) -> io::Result<usize> {
@@ -651,4 +671,10 @@ pub async fn write_all(socket: &RefCell<TcpStream>, data: &[u8]) -> io::Result<(
         written += n;
     }
     Ok(())
+}
+
+thread_local! {
+    /// The read buffer every plain connection of this shard (thread) reads through.
+    static SCRATCH: std::cell::RefCell<Vec<u8>> =
+        std::cell::RefCell::new(vec![0u8; super::READ_CHUNK]);
 }

@@ -23,7 +23,7 @@ use super::SharedStream;
 
 /// Runs until the connection is closed (then flushes what is left) or a write fails.
 pub async fn run(stream: SharedStream, conn: Rc<ConnShared>) {
-    let mut spare = BytesMut::with_capacity(16 * 1024);
+    let mut spare = BytesMut::new();
     // Compressed or encrypted output of a batch (unused on the plain path).
     let mut wire = Vec::new();
     let mut next_heartbeat = heartbeat_due(&conn, Instant::now());
