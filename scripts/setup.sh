@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs what a fresh Debian machine with the Rust toolchain needs to build Sluice and run all
 # of its tests: Debian packages only when something is missing (python3 venv support, Node.js and
-# npm, gcc, openssl), the pynsq client into ./.venv, and nsqjs into tests/compat/node_modules.
+# npm, gcc, openssl, chromium), the pynsq client into ./.venv, nsqjs into tests/compat/node_modules
+# and playwright-core into tests/browser/node_modules.
 # Idempotent and non-interactive: a second run changes nothing and takes seconds.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -25,6 +26,8 @@ command -v npm >/dev/null || packages+=(npm)
 command -v cc >/dev/null || packages+=(gcc)
 # The TLS compatibility suites make their certificates with the openssl command line.
 command -v openssl >/dev/null || packages+=(openssl)
+# The browser test of sluice-admin (tests/browser) drives Debian's headless Chromium.
+command -v chromium >/dev/null || packages+=(chromium)
 if [ "${#packages[@]}" -gt 0 ]; then
   say "installing Debian packages: ${packages[*]}"
   export DEBIAN_FRONTEND=noninteractive
@@ -56,5 +59,15 @@ else
   (cd tests/compat && npm ci --no-audit --no-fund --loglevel=error)
 fi
 node -e 'require("./tests/compat/node_modules/nsqjs")' || { say "nsqjs require failed after install" >&2; exit 1; }
+
+# --- playwright-core in tests/browser/node_modules (never downloads a browser) ---------------------
+if [ -f tests/browser/node_modules/playwright-core/package.json ] &&
+   [ tests/browser/node_modules/.package-lock.json -nt tests/browser/package-lock.json ]; then
+  say "browser test driver: up to date"
+else
+  say "installing the browser test driver (npm ci in tests/browser)"
+  (cd tests/browser && PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 npm ci --no-audit --no-fund --loglevel=error)
+fi
+node -e 'require("./tests/browser/node_modules/playwright-core")' || { say "playwright-core require failed after install" >&2; exit 1; }
 
 say "done (python $(.venv/bin/python -c 'import sys; print(sys.version.split()[0])'), node $(node --version), $(cargo --version))"

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The test command of the README. Builds the binaries, runs the real-client compatibility suites
-# (pynsq, nsqjs; installed by scripts/setup.sh), then every Rust test in the workspace (with
+# (pynsq, nsqjs; installed by scripts/setup.sh), the browser test of sluice-admin (headless
+# Chromium; skipped outside CI when not installed), then every Rust test in the workspace (with
 # cargo-nextest when it is installed, else cargo test). Every stage runs even if an earlier one
 # failed; the exit status is non-zero if any failed. The runners' own summaries are printed.
 set -uo pipefail
@@ -41,6 +42,18 @@ if [ -f tests/compat/node_modules/nsqjs/package.json ] && command -v node >/dev/
 else
   echo "nsqjs is not installed in tests/compat/node_modules: run 'bash scripts/setup.sh' first"
   failures+=("nsqjs (client not installed)")
+fi
+
+section "sluice-admin in headless Chromium (tests/browser)"
+if [ -f tests/browser/node_modules/playwright-core/package.json ] && command -v chromium >/dev/null &&
+   command -v node >/dev/null; then
+  stage "browser" env SLUICE_BIN_DIR="$(dirname "$sluiced")" CHROMIUM="$(command -v chromium)" \
+    node --test tests/browser/admin.test.js
+elif [ "${CI:-}" = true ]; then
+  echo "chromium or playwright-core (tests/browser/node_modules) is missing: run 'bash scripts/setup.sh' first"
+  failures+=("browser (chromium or playwright-core not installed)")
+else
+  echo "skipped: chromium or playwright-core (tests/browser/node_modules) is missing; 'bash scripts/setup.sh' installs them"
 fi
 
 # The compat suites just ran; the Rust wrapper (tests/tests/compat.rs) must not run them again.
