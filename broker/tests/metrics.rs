@@ -501,6 +501,22 @@ fn metrics_agree_with_stats_in_type_labels_and_value() {
         assert!(*v1 > 0.0);
     }
 
+    // And since start as a histogram: one observation per FIN, cumulative buckets.
+    let histogram = find(&samples, "sluice_channel_e2e_latency_seconds", &work);
+    let PromValue::Histogram(buckets) = histogram else {
+        panic!("not a histogram: {histogram:?}")
+    };
+    let finished = latency["count"].as_f64().unwrap();
+    let last = buckets.last().map(|b| b.count).unwrap_or(0.0);
+    assert!(
+        last <= finished && last > 0.0,
+        "{last} of {finished} finished"
+    );
+    assert!(
+        buckets.windows(2).all(|w| w[0].count <= w[1].count),
+        "{buckets:?}"
+    );
+
     shard_families_are_sane(&text, &samples);
 }
 

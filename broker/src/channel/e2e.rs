@@ -82,6 +82,9 @@ pub struct E2eLatency {
     current: usize,
     /// When the current half-window began; set by the first insert.
     window_start_ns: Option<i64>,
+    /// Every latency since start in microseconds, never reset: what a Prometheus histogram
+    /// (cumulative counts) is drawn from.
+    total_us: Histogram<u64>,
 }
 
 impl E2eLatency {
@@ -97,6 +100,7 @@ impl E2eLatency {
             windows: [empty.clone(), empty],
             current: 0,
             window_start_ns: None,
+            total_us: empty_histogram(),
         }
     }
 
@@ -109,6 +113,14 @@ impl E2eLatency {
             // Cannot fail: the value is within the auto-resizing range.
             let _ = window.record(latency.min(MAX_LATENCY_NS));
         }
+        let _ = self
+            .total_us
+            .record((latency / 1_000).min(MAX_LATENCY_NS / 1_000));
+    }
+
+    /// Every latency recorded since start, in microseconds (cumulative, never reset).
+    pub fn total_us(&self) -> &Histogram<u64> {
+        &self.total_us
     }
 
     /// The percentiles over the window as seen at `now_ns`.

@@ -10,7 +10,7 @@ use sluice_proto::http_json::E2eProcessingLatency;
 
 use super::exposition::{Buckets, Exposition, Kind, Value};
 use super::series::{fold, ChannelSeries, TopicSeries};
-use super::snapshot::{ShardSnapshot, UringTotals};
+use super::snapshot::{LatencyBuckets, ShardSnapshot, UringTotals};
 
 /// Process-wide facts that are not per shard.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -34,6 +34,9 @@ pub fn render(snapshots: &[ShardSnapshot], process: &ProcessFacts) -> String {
     let series = fold(&topics);
     topic_families(&mut e, &series);
     channel_families(&mut e, &series);
+    let histograms: Vec<&(String, String, LatencyBuckets)> =
+        snapshots.iter().flat_map(|s| s.e2e.iter()).collect();
+    e2e_histograms(&mut e, &series, &histograms);
     shard_families(&mut e, snapshots);
     e.finish()
 }
@@ -236,6 +239,47 @@ fn channel_families(e: &mut Exposition, series: &[TopicSeries]) {
                 quantiles(e, CHANNEL_E2E, &labels, latency);
             }
         }
+    }
+}
+
+const CHANNEL_E2E_HISTOGRAM: &str = "sluice_channel_e2e_latency_seconds";
+
+/// Every end-to-end latency since start as a histogram, for the channels that have a series of
+/// their own (folded ones have none, which keeps the cardinality bounded).
+fn e2e_histograms(
+    e: &mut Exposition,
+    series: &[TopicSeries],
+    histograms: &[&(String, String, LatencyBuckets)],
+) {
+    let own = |topic: &str, channel: &str| {
+        series.iter().any(|t| {
+            t.label == topic
+                && t.channels
+                    .iter()
+                    .any(|c| c.label == channel && c.members == 1)
+        })
+    };
+    let shown: Vec<_> = histograms.iter().filter(|(t, c, _)| own(t, c)).collect();
+    if shown.is_empty() {
+        return;
+    }
+    e.family(
+        CHANNEL_E2E_HISTOGRAM,
+        Kind::Histogram,
+        "End-to-end processing latency (PUB to FIN) since start, in seconds (with \
+         --e2e-processing-latency-percentile; _sum from the recorded mean, within 1%).",
+    );
+    for (topic, channel, b) in shown {
+        let buckets = Buckets {
+            cumulative: &b.cumulative,
+            count: b.count,
+            sum: b.sum_s,
+        };
+        e.histogram(
+            CHANNEL_E2E_HISTOGRAM,
+            &[("topic", topic), ("channel", channel)],
+            &buckets,
+        );
     }
 }
 

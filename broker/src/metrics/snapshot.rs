@@ -126,6 +126,8 @@ pub struct ShardSnapshot {
     pub fsyncs: u64,
     /// Their latency.
     pub fsync_latency: LatencyBuckets,
+    /// End-to-end latency since start of every channel that tracks it: (topic, channel, buckets).
+    pub e2e: Vec<(String, String, LatencyBuckets)>,
 }
 
 /// Takes shard `shard`'s figures now. Runs on the shard's own thread (glommio's stats and the
@@ -148,7 +150,27 @@ pub fn take(shard: &Shard) -> ShardSnapshot {
         log_bytes_written: log.bytes_written.get(),
         fsyncs: log.fsyncs.get(),
         fsync_latency: latency_buckets(&log.fsync_latency_us.borrow(), &FSYNC_BUCKETS_S),
+        e2e: e2e_buckets(shard),
     }
+}
+
+/// Bucket bounds of the end-to-end latency histograms, in seconds.
+pub const E2E_BUCKETS_S: [f64; 14] = [
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0, 30.0, 300.0,
+];
+
+fn e2e_buckets(shard: &Shard) -> Vec<(String, String, LatencyBuckets)> {
+    let topics = shard.topics.borrow();
+    let mut out = Vec::new();
+    for topic in topics.values() {
+        for channel in topic.channels() {
+            if let Some(e2e) = channel.e2e() {
+                let buckets = latency_buckets(e2e.total_us(), &E2E_BUCKETS_S);
+                out.push((topic.name().to_owned(), channel.name().to_owned(), buckets));
+            }
+        }
+    }
+    out
 }
 
 /// This thread's executor totals, brought up to date.
