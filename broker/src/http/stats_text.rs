@@ -237,6 +237,7 @@ mod tests {
                 ..MemStats::default()
             }),
             producers: Some(vec![producer]),
+            storage: None,
         }
     }
 
