@@ -278,11 +278,19 @@ async fn shard_main(
     ready: mpsc::Sender<Result<(), String>>,
 ) {
     let opened = match crate::shard::open_storage(&opts, id) {
-        Ok((log, state, recovered)) => crate::shard::run::Opened {
-            log,
-            state,
-            recovered,
-        },
+        Ok((log, state, recovered)) => {
+            // Known before any listener accepts, so no `/ping` can answer OK meanwhile.
+            if let Ok(mut problems) = control.problems.lock() {
+                for problem in &recovered.corruption {
+                    problems.push(format!("shard {id}: corrupt segment data: {problem}"));
+                }
+            }
+            crate::shard::run::Opened {
+                log,
+                state,
+                recovered,
+            }
+        }
         Err(e) => {
             if id == 0 {
                 control.publish_bound(Err(e.clone()));

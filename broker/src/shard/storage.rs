@@ -83,9 +83,6 @@ impl Shard {
         }
         self.ids.borrow_mut().advance_past(newest_id);
         self.last_incarnation.set(last_incarnation);
-        for problem in &recovered.corruption {
-            self.report_problem(format!("corrupt segment data: {problem}"));
-        }
         let topics = self.topics.borrow();
         for name in topics.keys() {
             // Restored, not created: registered with lookupd without asking for its channels.
