@@ -372,21 +372,7 @@ impl Options {
             }
         }
         let v = Lookup { table, values };
-        let limits = Limits {
-            max_msg_size: v.int_in("max-msg-size", 1, i64::from(u32::MAX))? as u32,
-            max_body_size: v.int_in("max-body-size", 1, i64::from(u32::MAX))? as u32,
-            max_line_len: sluice_proto::limits::DEFAULT_MAX_LINE_LEN,
-            max_rdy_count: v.int_in("max-rdy-count", 0, i64::MAX)? as u64,
-            max_msg_timeout: v.duration("max-msg-timeout")?,
-            msg_timeout: v.duration("msg-timeout")?,
-            max_req_timeout: v.duration("max-req-timeout")?,
-            max_heartbeat_interval: v.duration("max-heartbeat-interval")?,
-            max_output_buffer_size: v.int_in("max-output-buffer-size", 0, i64::MAX)? as u64,
-            min_output_buffer_timeout: v.duration("min-output-buffer-timeout")?,
-            max_output_buffer_timeout: v.duration("max-output-buffer-timeout")?,
-            output_buffer_timeout: v.duration("output-buffer-timeout")?,
-            max_deflate_level: v.int_in("max-deflate-level", 1, 9)? as u32,
-        };
+        let limits = v.limits()?;
         let log_level_text = v.text("log-level");
         let log_level = LogLevel::parse(&log_level_text).ok_or_else(|| {
             FlagError(format!(
@@ -514,6 +500,25 @@ struct Lookup<'a> {
 }
 
 impl Lookup<'_> {
+    /// The protocol bounds the flags set.
+    fn limits(&self) -> Result<Limits, FlagError> {
+        Ok(Limits {
+            max_msg_size: self.int_in("max-msg-size", 1, i64::from(u32::MAX))? as u32,
+            max_body_size: self.int_in("max-body-size", 1, i64::from(u32::MAX))? as u32,
+            max_line_len: sluice_proto::limits::DEFAULT_MAX_LINE_LEN,
+            max_rdy_count: self.int_in("max-rdy-count", 0, i64::MAX)? as u64,
+            max_msg_timeout: self.duration("max-msg-timeout")?,
+            msg_timeout: self.duration("msg-timeout")?,
+            max_req_timeout: self.duration("max-req-timeout")?,
+            max_heartbeat_interval: self.duration("max-heartbeat-interval")?,
+            max_output_buffer_size: self.int_in("max-output-buffer-size", 0, i64::MAX)? as u64,
+            min_output_buffer_timeout: self.duration("min-output-buffer-timeout")?,
+            max_output_buffer_timeout: self.duration("max-output-buffer-timeout")?,
+            output_buffer_timeout: self.duration("output-buffer-timeout")?,
+            max_deflate_level: self.int_in("max-deflate-level", 1, 9)? as u32,
+        })
+    }
+
     fn text(&self, name: &str) -> String {
         match self.values.get(name) {
             Some(v) => v.to_owned(),

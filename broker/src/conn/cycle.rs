@@ -261,6 +261,27 @@ impl Reader {
         if self.outs.is_empty() {
             return false;
         }
+        let answers = self.forward_and_wait().await;
+        let log_ok = self
+            .shard
+            .wait_durable(std::mem::take(&mut self.wait_ticket))
+            .await
+            .is_ok();
+        let state = std::mem::take(&mut self.wait_state);
+        if state > 0 {
+            let _ = self.shard.state_saved.wait_for(state).await;
+        }
+        for out in std::mem::take(&mut self.outs) {
+            if self.emit_out(out, &answers, log_ok) {
+                return true;
+            }
+        }
+        false
+    }
+
+    /// Sends this cycle's forwarded publishes (all before awaiting any answer) and returns each
+    /// shard's results, in the order of its batch.
+    async fn forward_and_wait(&mut self) -> Vec<Vec<Result<(), PublishError>>> {
         let mut answers: Vec<Vec<Result<(), PublishError>>> =
             (0..self.shard.count).map(|_| Vec::new()).collect();
         let mut waits = Vec::new();
@@ -288,59 +309,55 @@ impl Reader {
                 *slot = results;
             }
         }
-        let log_ok = self
-            .shard
-            .wait_durable(std::mem::take(&mut self.wait_ticket))
-            .await
-            .is_ok();
-        let state = std::mem::take(&mut self.wait_state);
-        if state > 0 {
-            let _ = self.shard.state_saved.wait_for(state).await;
-        }
-        let mut failed = false;
-        for out in std::mem::take(&mut self.outs) {
-            if failed {
-                break;
+        answers
+    }
+
+    /// Writes one queued reply; returns true when it was a fatal error (the rest are dropped
+    /// and the connection closes).
+    fn emit_out(
+        &mut self,
+        out: Out,
+        answers: &[Vec<Result<(), PublishError>>],
+        log_ok: bool,
+    ) -> bool {
+        match out {
+            Out::Frame(ft, data) => {
+                v2::put_frame(&mut self.conn.outbox.borrow_mut(), ft, &data);
+                self.conn.wake_writer.notify();
+                false
             }
-            match out {
-                Out::Frame(ft, data) => {
-                    v2::put_frame(&mut self.conn.outbox.borrow_mut(), ft, &data);
-                    self.conn.wake_writer.notify();
+            Out::Error(e) => {
+                self.conn.send_error(&e);
+                e.is_fatal()
+            }
+            Out::Local { verb, ticket } => {
+                if ticket == 0 || log_ok {
+                    self.conn.send_response(v2::OK);
+                    return false;
                 }
-                Out::Error(e) => {
-                    failed = e.is_fatal();
-                    self.conn.send_error(&e);
-                }
-                Out::Local { verb, ticket } => {
-                    if ticket == 0 || log_ok {
+                self.conn
+                    .send_error(&publish_error(verb, PublishError::Storage, 0));
+                true
+            }
+            Out::Forwarded { shard, index, verb } => {
+                let result = answers
+                    .get(shard)
+                    .and_then(|r| r.get(index))
+                    .copied()
+                    .unwrap_or(Err(PublishError::Exiting));
+                match result {
+                    Ok(()) => {
                         self.conn.send_response(v2::OK);
-                    } else {
-                        failed = true;
-                        let e = publish_error(verb, PublishError::Storage, 0);
-                        self.conn.send_error(&e);
+                        false
                     }
-                }
-                Out::Forwarded { shard, index, verb } => {
-                    let result = answers
-                        .get(shard)
-                        .and_then(|r| r.get(index))
-                        .copied()
-                        .unwrap_or(Err(PublishError::Exiting));
-                    match result {
-                        Ok(()) => self.conn.send_response(v2::OK),
-                        Err(e) => {
-                            failed = true;
-                            self.conn.send_error(&publish_error(
-                                verb,
-                                e,
-                                self.shard.opts.mem_queue_size,
-                            ));
-                        }
+                    Err(e) => {
+                        let mem = self.shard.opts.mem_queue_size;
+                        self.conn.send_error(&publish_error(verb, e, mem));
+                        true
                     }
                 }
             }
         }
-        failed
     }
 }
 

@@ -81,26 +81,32 @@ pub async fn serve(
     if let Some(https) = https {
         glommio::spawn_local(crate::conn::https::serve(shard.clone(), https)).detach();
     }
-    let accept = async {
-        loop {
-            match tcp.accept().await {
-                Ok(stream) => {
-                    glommio::spawn_local(crate::conn::serve(shard.clone(), stream)).detach();
-                }
-                Err(e) => {
-                    tracing::warn!("TCP: accept error - {e}");
-                    glommio::timer::sleep(std::time::Duration::from_millis(10)).await;
-                }
-            }
-        }
-    };
-    future::or(accept, stopped(&control)).await;
+    future::or(accept(&shard, &tcp), stopped(&control)).await;
     if id == 0 {
         if let Ok(addr) = tcp.local_addr() {
             tracing::info!("TCP: closing {addr}");
         }
     }
-    // Clean shutdown: everything appended is written and synced, then the state is saved.
+    stop(&shard).await;
+}
+
+/// Accepts TCP clients until the task is dropped.
+async fn accept(shard: &Rc<Shard>, tcp: &TcpListener) {
+    loop {
+        match tcp.accept().await {
+            Ok(stream) => {
+                glommio::spawn_local(crate::conn::serve(shard.clone(), stream)).detach();
+            }
+            Err(e) => {
+                tracing::warn!("TCP: accept error - {e}");
+                glommio::timer::sleep(std::time::Duration::from_millis(10)).await;
+            }
+        }
+    }
+}
+
+/// The orderly stop: everything appended is written and synced, then the state is saved.
+async fn stop(shard: &Shard) {
     if let Err(why) = shard.log.flush().await {
         shard.report_problem(why);
     }

@@ -495,51 +495,12 @@ fn snapshot_topic(topic: &Topic, now: Instant, now_wall: i64) -> (TopicState, u6
         .iter()
         .filter(|s| !s.channel.options().ephemeral);
     for slot in durable {
-        let channel = &slot.channel;
-        let fresh_from = match (channel.fresh_front(), &slot.backlog) {
-            (Some(id), _) => id.to_u64().unwrap_or(0),
-            (None, Some(b)) => b.from.max(b.fresh_from),
-            (None, None) => head.saturating_add(1),
-        };
-        let mut saved = ChannelState {
-            name: channel.name().to_owned(),
-            paused: channel.is_paused(),
-            fresh_from,
-            ..ChannelState::default()
-        };
-        for s in channel.scattered() {
-            let id = s.id.to_u64().unwrap_or(0);
-            match s.due {
-                Some(due) => {
-                    let ahead = due.saturating_duration_since(now).as_nanos() as i64;
-                    saved
-                        .deferred
-                        .push((id, now_wall.saturating_add(ahead), s.attempts));
-                }
-                None => saved.requeued.push((id, s.attempts)),
-            }
-        }
-        if let Some(b) = &slot.backlog {
-            for (&id, r) in &b.restore {
-                match *r {
-                    Restore::Returned { attempts } => saved.requeued.push((id, attempts)),
-                    Restore::Deferred { due_ns, attempts } => {
-                        saved.deferred.push((id, due_ns, attempts))
-                    }
-                }
-            }
-        }
-        saved.requeued.sort_unstable();
-        saved.deferred.sort_unstable();
-        let scattered_low = saved
-            .requeued
-            .iter()
-            .map(|r| r.0)
-            .chain(saved.deferred.iter().map(|d| d.0))
-            .min();
-        low = low.min(fresh_from).min(scattered_low.unwrap_or(u64::MAX));
+        let (saved, channel_low) = snapshot_channel(slot, head, now, now_wall);
+        low = low.min(channel_low);
         channels.push(saved);
     }
+    // A relocated file every channel has read past is not needed any more.
+    let relocated = topic.relocated().filter(|r| r.upto >= low);
     let saved = TopicState {
         name: topic.name().to_owned(),
         incarnation: topic.incarnation(),
@@ -547,16 +508,56 @@ fn snapshot_topic(topic: &Topic, now: Instant, now_wall: i64) -> (TopicState, u6
         head,
         retain_from: topic.retain_from().unwrap_or(0),
         channels,
-        // A relocated file every channel has read past is not needed any more.
-        relocated: topic
-            .relocated()
-            .filter(|r| r.upto >= low)
-            .map(|r| r.name.clone())
-            .unwrap_or_default(),
-        relocated_upto: topic
-            .relocated()
-            .filter(|r| r.upto >= low)
-            .map_or(0, |r| r.upto),
+        relocated: relocated.map(|r| r.name.clone()).unwrap_or_default(),
+        relocated_upto: relocated.map_or(0, |r| r.upto),
     };
     (saved, low)
+}
+
+/// One channel's saved state, and the lowest message id it still needs.
+fn snapshot_channel(
+    slot: &crate::topic::Slot,
+    head: u64,
+    now: Instant,
+    now_wall: i64,
+) -> (ChannelState, u64) {
+    let channel = &slot.channel;
+    let fresh_from = match (channel.fresh_front(), &slot.backlog) {
+        (Some(id), _) => id.to_u64().unwrap_or(0),
+        (None, Some(b)) => b.from.max(b.fresh_from),
+        (None, None) => head.saturating_add(1),
+    };
+    let mut saved = ChannelState {
+        name: channel.name().to_owned(),
+        paused: channel.is_paused(),
+        fresh_from,
+        ..ChannelState::default()
+    };
+    for s in channel.scattered() {
+        let id = s.id.to_u64().unwrap_or(0);
+        match s.due {
+            Some(due) => {
+                let ahead = due.saturating_duration_since(now).as_nanos() as i64;
+                let due_ns = now_wall.saturating_add(ahead);
+                saved.deferred.push((id, due_ns, s.attempts));
+            }
+            None => saved.requeued.push((id, s.attempts)),
+        }
+    }
+    for (&id, r) in slot.backlog.iter().flat_map(|b| b.restore.iter()) {
+        match *r {
+            Restore::Returned { attempts } => saved.requeued.push((id, attempts)),
+            Restore::Deferred { due_ns, attempts } => saved.deferred.push((id, due_ns, attempts)),
+        }
+    }
+    saved.requeued.sort_unstable();
+    saved.deferred.sort_unstable();
+    let scattered_low = saved
+        .requeued
+        .iter()
+        .map(|r| r.0)
+        .chain(saved.deferred.iter().map(|d| d.0))
+        .min()
+        .unwrap_or(u64::MAX);
+    (saved, fresh_from.min(scattered_low))
 }
