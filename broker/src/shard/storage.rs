@@ -138,12 +138,20 @@ impl Shard {
         let mut topic = self.new_topic(&saved.name, inc);
         let retain = (saved.retain_from != 0).then_some(saved.retain_from);
         topic.restore(saved.paused, head, retain, index);
+        // How many messages wait in the log, for `/stats` (estimated from the recovered runs).
+        let in_log_from = |from: u64| in_log.map_or(0, |t| t.count_from(inc, from));
+        if let Some(from) = retain {
+            topic.set_retained(in_log_from(from));
+        }
         for c in saved
             .channels
             .iter()
             .filter(|c| !sluice_proto::names::is_ephemeral(&c.name))
         {
-            let backlog = restored_backlog(&topic, c);
+            let backlog = restored_backlog(&topic, c).map(|mut b| {
+                b.pending = in_log_from(b.fresh_from) + b.restore.len() as u64;
+                b
+            });
             topic.restore_channel(&c.name, c.paused, backlog);
         }
         topic
