@@ -14,7 +14,7 @@ set -uo pipefail
 cd "$(dirname "$0")/.."
 
 seconds="${1:-${FUZZ_SECONDS:-5}}"
-targets=(v2_decode identify_json lookup_decode)
+targets=(v2_decode identify_json lookup_decode segment_record)
 
 if ! cargo build -p sluice-fuzz --release; then
   echo "fuzz-smoke: the fuzz crate does not build"
